@@ -1,0 +1,148 @@
+"""Train-step throughput of t5x_cot (JAX) against HuggingFace T5ForConditionalGeneration (PyTorch).
+
+Same model shape (default T5 1.1 Small), same batch (default 8 x inputs 512 / targets 256,
+no padding), same optimizer family (Adafactor with T5X's settings on both sides:
+transformers' Adafactor with scale_parameter, no relative step, clip 1.0, decay -0.8, lr 1e-3).
+Prints steps/s, tokens/s and MFU for both and the JAX/HF ratio. JAX uses its default
+device; torch uses CUDA when available. FLOPs come from `t5x_cot.model.flops` for both
+(the explicit encoder-decoder count, not 6*N*tokens).
+
+    python bench/train_step.py                       # CPU: float32, 1 warmup + 3 timed steps
+    python bench/train_step.py --steps 20 --warmup 3 # on a GPU: bfloat16 autocast / activations
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gin_file", default="gin/models/t5_1_1/small.gin")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--inputs_length", type=int, default=512)
+    parser.add_argument("--targets_length", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps (compilation) per framework")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per framework")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
+                        help="activation dtype of both (default: bfloat16 on GPU/TPU, float32 on CPU)")
+    parser.add_argument("--skip_hf", action="store_true")
+    return parser.parse_args()
+
+
+def make_batch(batch: int, inputs_length: int, targets_length: int, vocab: int) -> dict[str, np.ndarray]:
+    """Random token ids, no padding: every position is a real token."""
+    rng = np.random.RandomState(0)
+    targets = rng.randint(2, vocab, size=(batch, targets_length)).astype(np.int32)
+    decoder_inputs = np.concatenate([np.zeros((batch, 1), np.int32), targets[:, :-1]], axis=1)
+    return {"encoder_input_tokens": rng.randint(2, vocab, size=(batch, inputs_length)).astype(np.int32),
+            "decoder_input_tokens": decoder_inputs, "decoder_target_tokens": targets,
+            "decoder_loss_weights": np.ones_like(targets)}
+
+
+def time_steps(step: Any, warmup: int, steps: int) -> float:
+    """Seconds per step over `steps` calls after `warmup` calls; `step()` must block until done."""
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def bench_jax(model: Any, batch: dict[str, np.ndarray], warmup: int, steps: int) -> float:
+    import jax
+
+    from t5x_cot import optimizers
+    from t5x_cot.partitioning import Partitioner
+    from t5x_cot.trainer import Trainer
+
+    partitioner = Partitioner()
+    trainer = Trainer(model, optimizers.adafactor(optimizers.constant_schedule(1e-3)), partitioner,
+                      {k: v.shape for k, v in batch.items()})
+    state = trainer.init_state(jax.random.PRNGKey(0))
+    global_batch = partitioner.global_batch(batch, len(batch["encoder_input_tokens"]))
+    holder = {"state": state}
+
+    def step() -> None:
+        holder["state"], metrics = trainer.train_step(holder["state"], global_batch)
+        jax.block_until_ready(metrics["loss"])
+
+    return time_steps(step, warmup, steps)
+
+
+def bench_hf(config: Any, batch: dict[str, np.ndarray], dtype: str, warmup: int, steps: int) -> tuple[float, str]:
+    import torch
+    import transformers
+    from transformers.optimization import Adafactor
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    hf_config = transformers.T5Config(
+        vocab_size=config.vocab_size, d_model=config.emb_dim, d_kv=config.head_dim, d_ff=config.mlp_dim,
+        num_layers=config.num_encoder_layers, num_decoder_layers=config.num_decoder_layers,
+        num_heads=config.num_heads, relative_attention_num_buckets=config.relative_attention_num_buckets,
+        relative_attention_max_distance=config.relative_attention_max_distance,
+        dropout_rate=config.dropout_rate, layer_norm_epsilon=config.layer_norm_epsilon,
+        feed_forward_proj="gated-gelu" if len(config.mlp_activations) == 2 else "relu",
+        tie_word_embeddings=config.logits_via_embedding, decoder_start_token_id=0, pad_token_id=0)
+    model = transformers.T5ForConditionalGeneration(hf_config).to(device).train()
+    optimizer = Adafactor(model.parameters(), lr=1e-3, scale_parameter=True, relative_step=False,
+                          warmup_init=False, clip_threshold=1.0, decay_rate=-0.8, beta1=None)
+    inputs = torch.as_tensor(batch["encoder_input_tokens"], dtype=torch.long, device=device)
+    labels = torch.as_tensor(batch["decoder_target_tokens"], dtype=torch.long, device=device)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+    def step() -> None:
+        with autocast:
+            loss = model(input_ids=inputs, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return time_steps(step, warmup, steps), device
+
+
+def main() -> None:
+    args = parse_args()
+    import jax
+
+    from t5x_cot import gin_utils
+    from t5x_cot.model import flops
+    from t5x_cot.summaries import device_peak_flops
+
+    on_accelerator = jax.devices()[0].platform != "cpu"
+    dtype = args.dtype or ("bfloat16" if on_accelerator else "float32")
+    model = gin_utils.model_from_gin([args.gin_file])
+    model = type(model)(dataclasses.replace(model.config, dtype=dtype))
+    config = model.config
+    batch = make_batch(args.batch_size, args.inputs_length, args.targets_length, config.vocab_size)
+    tokens = args.batch_size * (args.inputs_length + args.targets_length)
+    step_flops = float(flops.train_flops_per_example(config, args.inputs_length, args.targets_length)) * args.batch_size
+    peak, peak_source = device_peak_flops()
+    peak *= jax.device_count()
+    print(f"model {args.gin_file} ({sum(int(np.prod(x.shape)) for x in jax.tree.leaves(model.param_shapes({k: v.shape for k, v in batch.items()}))):,} params), "
+          f"batch {args.batch_size} x {args.inputs_length}/{args.targets_length}, dtype {dtype}, "
+          f"{step_flops / 1e12:.3f} TFLOP per train step")
+    print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; peak {peak / 1e12:.2f} TFLOP/s ({peak_source})")
+    rows = [("t5x_cot (JAX)", bench_jax(model, batch, args.warmup, args.steps), jax.devices()[0].platform)]
+    if not args.skip_hf:
+        seconds, device = bench_hf(config, batch, dtype, args.warmup, args.steps)
+        rows.append(("HF T5ForConditionalGeneration (PyTorch)", seconds, device))
+    print(f"{'':42} {'device':>6} {'steps/s':>9} {'tokens/s':>10} {'MFU':>7}")
+    for name, seconds, device in rows:
+        print(f"{name:42} {device:>6} {1 / seconds:9.3f} {tokens / seconds:10,.0f} {100 * step_flops / seconds / peak:6.2f}%")
+    if len(rows) == 2:
+        print(f"ratio JAX/HF (steps/s): {rows[1][1] / rows[0][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

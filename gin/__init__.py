@@ -1,1 +1,0 @@
-"""gin configuration files shipped with t5x_cot (models/, runs/), importable as `t5x_cot.configs`."""

@@ -1,0 +1,275 @@
+"""orbax checkpoints: params-only ("ours") checkpoints and the training checkpoints of a MODEL_DIR.
+
+Layouts
+- params checkpoint ("ours"): `<dir>/config.json` (T5Config fields) + `<dir>/params/` (orbax
+  PyTree of the float32 param tree, T5X names). `save_params` / `load_params`.
+- training run: `MODEL_DIR/config.json` (T5Config fields of the run) and one
+  `MODEL_DIR/checkpoint_<step>/` per saved step holding the items `params/`, `opt_state/` and
+  `meta/` (JSON: step, data position). A step dir therefore reads like a params checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+CONFIG_FILE = "config.json"
+PARAMS_ITEM = "params"
+OPT_STATE_ITEM = "opt_state"
+META_ITEM = "meta"
+STEP_PREFIX = "checkpoint"
+_STEP_DIR = re.compile(rf"^{STEP_PREFIX}_(\d+)$")
+# T5Config fields that do not change the param tree; a run may change them on resume.
+RUNTIME_FIELDS = frozenset({"dtype", "dropout_rate", "remat_policy", "float32_attention_logits"})
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, malformed, or does not match the run."""
+
+
+# ---------------------------------------------------------------------------- config.json
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """T5Config (or a mapping of its fields) as a JSON-ready dict."""
+    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in fields.items()}
+
+
+def config_from_dict(fields: Mapping[str, Any]) -> Any:
+    """A T5Config from stored fields (lists back to tuples; unknown fields are an error)."""
+    from t5x_cot.model.network import T5Config  # the model package stays optional here
+
+    known = {field.name for field in dataclasses.fields(T5Config)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise CheckpointError(f"config.json has fields T5Config does not know: {', '.join(unknown)}")
+    return T5Config(**{key: tuple(value) if isinstance(value, list) else value
+                       for key, value in fields.items()})
+
+
+def write_config(directory: str | pathlib.Path, config: Any) -> pathlib.Path:
+    """Write `directory/config.json` from a T5Config."""
+    path = pathlib.Path(directory) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config_to_dict(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_config_dict(directory: str | pathlib.Path) -> dict[str, Any] | None:
+    """The fields in `directory/config.json`, or None when there is none."""
+    path = pathlib.Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        fields = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from error
+    if not isinstance(fields, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of T5Config fields")
+    return fields
+
+
+def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any],
+                       ignore: frozenset[str] = RUNTIME_FIELDS) -> list[str]:
+    """Human-readable `field: stored -> current` for each param-shaping field that differs."""
+    return [f"{key}: {stored.get(key)!r} -> {current.get(key)!r}"
+            for key in sorted(set(stored) | set(current))
+            if key not in ignore and stored.get(key) != current.get(key)]
+
+
+# ---------------------------------------------------------------------------- paths
+
+
+def step_dirs(model_dir: str | pathlib.Path) -> dict[int, pathlib.Path]:
+    """Finished `checkpoint_<step>` dirs of a MODEL_DIR, by step."""
+    root = pathlib.Path(model_dir)
+    if not root.is_dir():
+        return {}
+    found = {}
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and (child / PARAMS_ITEM).is_dir():
+            found[int(match.group(1))] = child
+    return dict(sorted(found.items()))
+
+
+def resolve_params_dir(path: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """(params item dir, dir holding config.json) for a params checkpoint, step dir or MODEL_DIR."""
+    root = pathlib.Path(path)
+    if (root / PARAMS_ITEM).is_dir():
+        config_dir = root if (root / CONFIG_FILE).is_file() else root.parent
+        return root / PARAMS_ITEM, config_dir
+    steps = step_dirs(root)
+    if steps:
+        return steps[max(steps)] / PARAMS_ITEM, root
+    raise CheckpointError(
+        f"{root}: no checkpoint here (expected {PARAMS_ITEM}/ and {CONFIG_FILE}, "
+        f"or {STEP_PREFIX}_<step>/ dirs)")
+
+
+# ---------------------------------------------------------------------------- params checkpoints
+
+
+def save_params(path: str | pathlib.Path, params: Any, config: Any) -> pathlib.Path:
+    """Write a params-only checkpoint: `path/config.json` and `path/params/` (orbax PyTree).
+
+    `params` is the float32 param tree (numpy or jax arrays); `config` a T5Config (or None to
+    write no config.json). Overwrites an existing checkpoint at `path`.
+    """
+    root = pathlib.Path(path).absolute()
+    root.mkdir(parents=True, exist_ok=True)
+    ocp.PyTreeCheckpointer().save(root / PARAMS_ITEM, params, force=True)
+    if config is not None and jax.process_index() == 0:
+        write_config(root, config)
+    return root
+
+
+def _params_metadata(params_dir: pathlib.Path) -> Any:
+    try:
+        metadata = ocp.PyTreeCheckpointer().metadata(params_dir)
+    except (FileNotFoundError, ValueError) as error:
+        raise CheckpointError(f"{params_dir}: not an orbax PyTree checkpoint ({error})") from error
+    item = getattr(metadata, "item_metadata", metadata)
+    return getattr(item, "tree", item)
+
+
+def restore_params(path: str | pathlib.Path, abstract_params: Any = None) -> Any:
+    """Params from a params checkpoint, a training step dir or a MODEL_DIR (latest step).
+
+    With `abstract_params` (a tree of jax.ShapeDtypeStruct carrying shardings), the arrays are
+    read straight into those shardings and the stored tree must match it exactly (names and
+    shapes); otherwise host numpy arrays are returned.
+    """
+    params_dir, _ = resolve_params_dir(path)
+    metadata = _params_metadata(params_dir)
+    checkpointer = ocp.PyTreeCheckpointer()
+    if abstract_params is None:
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
+        return checkpointer.restore(params_dir, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+    check_tree_matches(metadata, abstract_params, str(params_dir))
+    restore_args = jax.tree.map(
+        lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, global_shape=x.shape, dtype=x.dtype),
+        abstract_params)
+    return checkpointer.restore(
+        params_dir, args=ocp.args.PyTreeRestore(item=abstract_params, restore_args=restore_args))
+
+
+def load_params(path: str | pathlib.Path) -> tuple[Any, Any]:
+    """(params as numpy arrays, T5Config or None) from a params checkpoint, step dir or MODEL_DIR."""
+    _, config_dir = resolve_params_dir(path)
+    fields = read_config_dict(config_dir)
+    return restore_params(path), (None if fields is None else config_from_dict(fields))
+
+
+def check_tree_matches(stored: Any, expected: Any, where: str) -> None:
+    """Raise CheckpointError listing names/shapes that differ between two param trees."""
+    stored_shapes = {_key_name(k): tuple(v.shape) for k, v in jax.tree_util.tree_flatten_with_path(stored)[0]}
+    expected_shapes = {_key_name(k): tuple(v.shape)
+                       for k, v in jax.tree_util.tree_flatten_with_path(expected)[0]}
+    problems = [f"{name}: missing in checkpoint" for name in sorted(set(expected_shapes) - set(stored_shapes))]
+    problems += [f"{name}: in checkpoint but not in model" for name in sorted(set(stored_shapes) - set(expected_shapes))]
+    problems += [f"{name}: checkpoint {stored_shapes[name]} vs model {shape}"
+                 for name, shape in sorted(expected_shapes.items())
+                 if name in stored_shapes and stored_shapes[name] != shape]
+    if problems:
+        shown = "; ".join(problems[:6]) + (f"; ... {len(problems) - 6} more" if len(problems) > 6 else "")
+        raise CheckpointError(f"{where}: param tree does not match the model: {shown}")
+
+
+def _key_name(path: tuple) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+# ---------------------------------------------------------------------------- training checkpoints
+
+
+def check_model_dir(model_dir: str | pathlib.Path, config: Any) -> None:
+    """Refuse a MODEL_DIR whose checkpoints belong to another model; record the config otherwise.
+
+    Compares `MODEL_DIR/config.json` with `config` (fields that shape the params; dtype,
+    dropout and remat may change) and raises CheckpointError naming each difference.
+    """
+    root = pathlib.Path(model_dir)
+    stored = read_config_dict(root)
+    current = config_to_dict(config)
+    if stored is not None:
+        differences = config_differences(stored, current)
+        if differences and step_dirs(root):
+            raise CheckpointError(
+                f"MODEL_DIR {root} holds checkpoints of another model ({'; '.join(differences)}); "
+                "use a new MODEL_DIR, or INITIAL_CHECKPOINT_PATH to start from its params")
+        if not differences:
+            return
+    elif step_dirs(root):
+        raise CheckpointError(f"MODEL_DIR {root} holds checkpoints but no {CONFIG_FILE}; "
+                              "cannot tell which model they belong to")
+    if jax.process_index() == 0:
+        write_config(root, config)
+
+
+class TrainCheckpointer:
+    """orbax CheckpointManager of a MODEL_DIR: async saves every `period` steps, keeps `keep`.
+
+    Each `checkpoint_<step>` holds `params`, `opt_state` and `meta` (step, data position).
+    """
+
+    def __init__(self, model_dir: str | pathlib.Path, *, period: int = 1000, keep: int | None = None,
+                 use_async: bool = True) -> None:
+        self.model_dir = pathlib.Path(model_dir).absolute()
+        self.period = max(1, int(period))
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, step_prefix=STEP_PREFIX, create=True,
+            enable_async_checkpointing=use_async)
+        self.manager = ocp.CheckpointManager(self.model_dir, options=options,
+                                             item_names=(PARAMS_ITEM, OPT_STATE_ITEM, META_ITEM))
+
+    def latest_step(self) -> int | None:
+        """The newest finished step, or None."""
+        return self.manager.latest_step()
+
+    def should_save(self, step: int) -> bool:
+        return step % self.period == 0
+
+    def save(self, step: int, state: Any, data_state: Mapping[str, Any] | None = None) -> None:
+        """Start an (async) save of `state` (a TrainState) at `step`; returns once it is staged."""
+        if step in self.manager.all_steps():
+            return
+        meta = {"step": int(step), "data": dict(data_state or {})}
+        self.manager.save(step, args=ocp.args.Composite(**{
+            PARAMS_ITEM: ocp.args.StandardSave(state.params),
+            OPT_STATE_ITEM: ocp.args.StandardSave(state.opt_state),
+            META_ITEM: ocp.args.JsonSave(meta)}), force=True)
+
+    def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
+        """(TrainState, meta) at `step`, read into the shardings of `abstract_state`.
+
+        `abstract_state` is a TrainState of ShapeDtypeStructs with shardings; a param tree that
+        does not match is refused with the names and shapes that differ.
+        """
+        step_dir = self.model_dir / f"{STEP_PREFIX}_{step}"
+        check_tree_matches(_params_metadata(step_dir / PARAMS_ITEM), abstract_state.params, str(step_dir))
+        restored = self.manager.restore(step, args=ocp.args.Composite(**{
+            PARAMS_ITEM: ocp.args.StandardRestore(abstract_state.params),
+            OPT_STATE_ITEM: ocp.args.StandardRestore(abstract_state.opt_state),
+            META_ITEM: ocp.args.JsonRestore()}))
+        meta = dict(restored[META_ITEM])
+        step_array = jax.device_put(np.asarray(meta["step"], np.int32), abstract_state.step.sharding)
+        state = abstract_state.replace(step=step_array, params=restored[PARAMS_ITEM],
+                                       opt_state=restored[OPT_STATE_ITEM])
+        return state, meta
+
+    def wait(self) -> None:
+        """Block until pending saves are on disk."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

@@ -1,0 +1,98 @@
+"""SeqIO task -> EncDecFeatureConverter -> per-host numpy batches, in a deterministic, resumable order.
+
+Each process reads shard `process_index` of `process_count` of the task (seqio ShardInfo),
+batches `global_batch // process_count` examples, and the trainer assembles the global
+array with `jax.make_array_from_process_local_data`. The order is fixed by the seed, so a
+run resumed at batch N (the checkpointed data position) sees exactly the batches an
+uninterrupted run would have seen from N on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+
+def _seqio() -> Any:
+    """seqio, imported on first use (TensorFlow stays out of processes that only configure)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import seqio
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    return seqio
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+    """What to read: T5X's `utils.DatasetConfig`, reduced to what fine-tuning uses."""
+
+    mixture_or_task_name: str
+    task_feature_lengths: Mapping[str, int]
+    split: str = "train"
+    batch_size: int = 128
+    shuffle: bool = True
+    seed: int | None = 0
+    pack: bool = True
+    use_cached: bool = False
+    module: str | None = "t5x_cot.tasks"
+
+
+def import_task_module(module: str | None) -> None:
+    """Import the module that registers the task (MIXTURE_OR_TASK_MODULE)."""
+    if module:
+        importlib.import_module(module)
+
+
+def get_dataset(config: DatasetConfig, *, shard_id: int = 0, num_shards: int = 1,
+                per_host_batch_size: int | None = None, num_epochs: int | None = None) -> Any:
+    """Batched, feature-converted tf.data pipeline of one host's shard (repeats forever by default)."""
+    seqio = _seqio()
+    import_task_module(config.module)
+    per_host = per_host_batch_size or config.batch_size // num_shards
+    return seqio.get_dataset(
+        config.mixture_or_task_name, dict(config.task_feature_lengths),
+        seqio.EncDecFeatureConverter(pack=config.pack), dataset_split=config.split,
+        use_cached=config.use_cached, shuffle=config.shuffle, num_epochs=num_epochs,
+        shard_info=seqio.ShardInfo(index=shard_id, num_shards=num_shards), seed=config.seed,
+        batch_size=per_host, verbose=False)
+
+
+class BatchIterator:
+    """numpy batches of a host's shard that knows its position (batches handed out so far)."""
+
+    def __init__(self, config: DatasetConfig, *, shard_id: int = 0, num_shards: int = 1,
+                 start_batch: int = 0, per_host_batch_size: int | None = None) -> None:
+        self.config = config
+        self.position = start_batch
+        dataset = get_dataset(config, shard_id=shard_id, num_shards=num_shards,
+                              per_host_batch_size=per_host_batch_size)
+        self._iterator: Iterator[dict[str, Any]] = dataset.skip(start_batch).prefetch(2).as_numpy_iterator()
+
+    def __iter__(self) -> BatchIterator:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        batch = next(self._iterator)
+        self.position += 1
+        return {name: np.asarray(value, dtype=np.int32) for name, value in batch.items()}
+
+    def state(self) -> dict[str, Any]:
+        """The resumable position, stored in checkpoints."""
+        return {"batches": self.position, "task": self.config.mixture_or_task_name,
+                "seed": self.config.seed}
+
+
+def batch_shapes(config: DatasetConfig, batch_size: int) -> dict[str, tuple[int, int]]:
+    """Shapes of the features seqio's EncDecFeatureConverter yields for `batch_size` examples."""
+    inputs, targets = config.task_feature_lengths["inputs"], config.task_feature_lengths["targets"]
+    lengths = {"encoder_input_tokens": inputs, "decoder_target_tokens": targets,
+               "decoder_input_tokens": targets, "decoder_loss_weights": targets}
+    if config.pack:
+        lengths.update(encoder_segment_ids=inputs, encoder_positions=inputs,
+                       decoder_segment_ids=targets, decoder_positions=targets)
+    return {name: (batch_size, length) for name, length in lengths.items()}

@@ -1,0 +1,229 @@
+"""Model-bound decoding: encode once, build the key/value cache, run the compiled loop.
+
+`Predictor` holds the params (sharded over the partitioner's mesh like training) and one
+compiled function per (strategy, batch shape): greedy and sampling run `sample_loop`, beam
+search `beam_search`, and with the calculator on the sampling loop pauses to the host at
+annotations. Batches are padded to a fixed batch size, so a whole eval compiles once.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from t5x_cot.decoding import beam, calculator_loop, sampling
+from t5x_cot.decoding.codec import SentencePieceCodec
+from t5x_cot.decoding.state import EOS_ID, DecodingState
+from t5x_cot.model import network
+
+STRATEGIES = ("greedy", "beam", "sample")
+
+
+@gin.configurable(module="decoding")
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+    """How to decode. `strategy`: greedy | beam | sample. `num_samples` > 1 samples that many
+    rationales per input (self-consistency; implies sampling). `use_calculator` completes
+    `<<expr=` annotations with the calculator (greedy and sampling)."""
+
+    strategy: str = "greedy"
+    max_decode_length: int = 256
+    num_beams: int = 4
+    alpha: float = beam.DEFAULT_ALPHA
+    temperature: float = 1.0
+    topk: int = 0
+    topp: float = 0.0
+    seed: int = 0
+    num_samples: int = 1
+    use_calculator: bool = False
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"DECODE_STRATEGY={self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        if self.num_samples < 1:
+            raise ValueError(f"NUM_SAMPLES={self.num_samples}; expected a positive integer")
+        if self.num_samples > 1 and self.strategy != "sample":
+            raise ValueError(f"NUM_SAMPLES={self.num_samples} needs DECODE_STRATEGY='sample', "
+                             f"got {self.strategy!r}")
+        if self.use_calculator and self.strategy == "beam":
+            raise ValueError("USE_CALCULATOR works with greedy or sample decoding, not beam search")
+        if self.max_decode_length < 1 or self.num_beams < 1:
+            raise ValueError("max_decode_length and num_beams must be positive")
+
+    @property
+    def sampling_config(self) -> sampling.SamplingConfig:
+        if self.strategy == "greedy":
+            return sampling.GREEDY
+        return sampling.SamplingConfig(self.temperature, self.topk, self.topp)
+
+
+@dataclasses.dataclass
+class BatchOutput:
+    """Decoded tokens of a batch: `tokens` [rows, L] (PAD after EOS), `scores` [rows]
+    (sum log-prob; beam: length-normalised score), calculator calls by row."""
+
+    tokens: np.ndarray
+    scores: np.ndarray
+    calculator_calls: dict[int, list[calculator_loop.CalculatorCall]]
+
+
+def _cache_batch_axis(config: network.T5Config) -> int:
+    return 1 if config.scan_layers else 0
+
+
+class Predictor:
+    """Decodes batches of encoder input tokens with one model.
+
+    `partitioner` (a `t5x_cot.partitioning.Partitioner`) shards params by their logical axes
+    and batches over 'data'; without one everything sits on the default device.
+    `codec` is needed for the calculator.
+    """
+
+    def __init__(self, config: network.T5Config, params: Any, decode_config: DecodeConfig,
+                 partitioner: Any = None, codec: SentencePieceCodec | None = None):
+        if decode_config.use_calculator and codec is None:
+            raise ValueError("the calculator needs a SentencePiece codec to read the decoded text")
+        self.config = config
+        self.decode_config = decode_config
+        self.partitioner = partitioner
+        self.codec = codec
+        self.module = network.Transformer(config)
+        self.params = self._place_params(params)
+        self._pause_ids = (codec.token_mask(config.vocab_size, "=") if decode_config.use_calculator else None)
+        self._compiled: dict[tuple, Callable] = {}
+
+    # ------------------------------------------------------------------ placement
+
+    def _place_params(self, params: Any) -> Any:
+        if self.partitioner is None:
+            return jax.tree.map(jnp.asarray, params)
+        axes = network.param_logical_axes(self.config)
+        return jax.device_put(params, self.partitioner.tree_shardings(params, axes))
+
+    def _place_batch(self, tokens: np.ndarray) -> jax.Array:
+        if self.partitioner is None:
+            return jnp.asarray(tokens)
+        return jax.device_put(tokens, self.partitioner.batch_sharding(tokens.ndim))
+
+    @property
+    def batch_multiple(self) -> int:
+        """Batch sizes must be a multiple of this (the data-parallel mesh size)."""
+        return 1 if self.partitioner is None else self.partitioner.data_size
+
+    # ------------------------------------------------------------------ model functions
+
+    def _encode(self, params: Any, encoder_tokens: jax.Array) -> jax.Array:
+        return self.module.apply({"params": params}, encoder_tokens, enable_dropout=False,
+                                 method=self.module.encode)
+
+    def _tokens_to_logits(self, params: Any, encoded: jax.Array,
+                          encoder_tokens: jax.Array) -> Callable[[DecodingState], tuple[jax.Array, Any]]:
+        max_len = self.decode_config.max_decode_length
+
+        def tokens_to_logits(state: DecodingState) -> tuple[jax.Array, Any]:
+            logits, variables = self.module.apply(
+                {"params": params, "cache": state.cache}, encoded, encoder_tokens, state.cur_token,
+                state.cur_token, enable_dropout=False, decode=True, max_decode_length=max_len,
+                mutable=["cache"], method=self.module.decode)
+            return logits[:, -1, :], variables["cache"]
+        return tokens_to_logits
+
+    def _init_sample_state(self, batch_size: int, rng: jax.Array, max_forced: int) -> sampling.SampleState:
+        max_len = self.decode_config.max_decode_length
+        cache = network.init_cache(self.config, batch_size, max_len)
+        if self.partitioner is not None:
+            cache = jax.device_put(cache, self._cache_sharding(cache))
+        return sampling.init_state(cache, batch_size, max_len, rng, max_forced)
+
+    def _cache_sharding(self, cache: Any) -> Any:
+        """Cache leaves split over 'data' along their batch axis (scalars replicated)."""
+        axis = _cache_batch_axis(self.config)
+
+        def sharding(x: jax.Array) -> Any:
+            if x.ndim <= axis or x.shape[axis] % self.partitioner.data_size:
+                return self.partitioner.replicated()
+            spec = [None] * x.ndim
+            spec[axis] = "data"
+            return jax.sharding.NamedSharding(self.partitioner.mesh, jax.sharding.PartitionSpec(*spec))
+        return jax.tree.map(sharding, cache)
+
+    def _sample_fn(self, pause: bool) -> Callable:
+        cfg = self.decode_config
+        pause_mask = jnp.asarray(self._pause_ids) if pause else None
+
+        def run(params: Any, encoded: jax.Array, encoder_tokens: jax.Array,
+                state: sampling.SampleState) -> sampling.SampleState:
+            return sampling.sample_loop(state, self._tokens_to_logits(params, encoded, encoder_tokens),
+                                        cfg.sampling_config, EOS_ID, pause_mask)
+        return jax.jit(run, donate_argnums=(3,))
+
+    def _beam_fn(self) -> Callable:
+        cfg = self.decode_config
+
+        def run(params: Any, encoder_tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+            batch = encoder_tokens.shape[0]
+            encoded = self._encode(params, encoder_tokens)
+            encoded = jnp.repeat(encoded, cfg.num_beams, axis=0)
+            tokens = jnp.repeat(encoder_tokens, cfg.num_beams, axis=0)
+            cache = network.init_cache(self.config, batch, cfg.max_decode_length)
+            return beam.beam_search(cache, self._tokens_to_logits(params, encoded, tokens),
+                                    batch_size=batch, num_beams=cfg.num_beams,
+                                    max_decode_len=cfg.max_decode_length, alpha=cfg.alpha,
+                                    cache_batch_axis=_cache_batch_axis(self.config))
+        return jax.jit(run)
+
+    def _function(self, key: str) -> Callable:
+        if key not in self._compiled:
+            builders = {"encode": lambda: jax.jit(self._encode),
+                        "sample": lambda: self._sample_fn(pause=False),
+                        "sample_pause": lambda: self._sample_fn(pause=True),
+                        "beam": self._beam_fn}
+            self._compiled[key] = builders[key]()
+        return self._compiled[key]
+
+    # ------------------------------------------------------------------ public API
+
+    def predict_batch(self, encoder_tokens: np.ndarray, rng: jax.Array | None = None) -> BatchOutput:
+        """Decode a [batch, input_len] int32 batch (batch a multiple of `batch_multiple`).
+
+        Greedy and sampling return one row per input; beam search returns the best beam.
+        """
+        cfg = self.decode_config
+        tokens = self._place_batch(np.asarray(encoder_tokens, np.int32))
+        with self._context():
+            if cfg.strategy == "beam":
+                seqs, scores = self._function("beam")(self.params, tokens)
+                return BatchOutput(np.asarray(seqs[:, 0]), np.asarray(scores[:, 0]), {})
+            rng = jax.random.PRNGKey(cfg.seed) if rng is None else rng
+            encoded = self._function("encode")(self.params, tokens)
+            max_forced = calculator_loop.MAX_FORCED_TOKENS if cfg.use_calculator else 1
+            state = self._init_sample_state(tokens.shape[0], rng, max_forced)
+            calls: dict[int, list[calculator_loop.CalculatorCall]] = {}
+            if cfg.use_calculator:
+                loop = functools.partial(self._function("sample_pause"), self.params, encoded, tokens)
+                state, made = calculator_loop.decode_with_calculator(loop, state, self.codec, self._pause_ids)
+                for call in made:
+                    calls.setdefault(call.row, []).append(call)
+            else:
+                state = self._function("sample")(self.params, encoded, tokens, state)
+            return BatchOutput(np.asarray(state.sequences[:, 1:]), np.asarray(state.log_probs), calls)
+
+    def _context(self) -> Any:
+        return self.partitioner.context() if self.partitioner is not None else contextlib.nullcontext()
+
+
+def pad_batch(rows: Sequence[Sequence[int]], batch_size: int, length: int) -> np.ndarray:
+    """[batch_size, length] int32 of token rows (truncated to `length`, zero-padded; missing
+    rows are all padding)."""
+    out = np.zeros((batch_size, length), np.int32)
+    for i, row in enumerate(rows):
+        row = list(row)[:length]
+        out[i, :len(row)] = row
+    return out

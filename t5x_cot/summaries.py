@@ -1,0 +1,192 @@
+"""Host-side metrics: TensorBoard event files, per-step JSONL, the progress line, tokens/s and MFU.
+
+The train loop hands over each step's on-device metrics and host-side token counts; they are
+fetched (one device->host transfer for the whole window) only every `log_every` steps, so
+nothing syncs the host inside the loop. MFU divides the model's explicit FLOP count
+(`t5x_cot.model.flops`, passed in as FLOPs per step) by elapsed time and the devices' peak.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import time
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import jax
+import numpy as np
+
+# Dense bf16 peak FLOP/s per device, by jax `device_kind` prefix (public spec sheets).
+PEAK_FLOPS = {
+    "NVIDIA H200": 989e12, "NVIDIA H100": 989e12, "NVIDIA A100": 312e12, "NVIDIA L4": 121e12,
+    "NVIDIA A10G": 125e12, "NVIDIA V100": 125e12, "TPU v6": 918e12, "TPU v5p": 459e12,
+    "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v4": 275e12, "TPU v3": 123e12,
+}
+_MEASURED_CPU_PEAK: dict[str, float] = {}
+
+
+def device_peak_flops(device: Any = None) -> tuple[float, str]:
+    """(peak FLOP/s of one device, where the number comes from).
+
+    Accelerators: the spec-sheet dense bf16 peak. CPU: no spec number exists, so the float32
+    FLOP/s of a large matmul measured once on this machine is used (an achievable peak).
+    """
+    device = device or jax.devices()[0]
+    for prefix, flops in PEAK_FLOPS.items():
+        if device.device_kind.startswith(prefix):
+            return flops, f"{prefix} spec bf16 peak"
+    if device.platform == "cpu":
+        if "cpu" not in _MEASURED_CPU_PEAK:
+            _MEASURED_CPU_PEAK["cpu"] = _measure_matmul_flops(device)
+        return _MEASURED_CPU_PEAK["cpu"], "measured f32 matmul peak of this CPU"
+    return float("nan"), f"unknown peak for {device.device_kind}"
+
+
+def _measure_matmul_flops(device: Any, n: int = 1024, repeats: int = 5) -> float:
+    import jax.numpy as jnp
+
+    x = jax.device_put(jnp.ones((n, n), jnp.float32), device)
+    matmul = jax.jit(lambda a: a @ a)
+    matmul(x).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        y = matmul(x)
+    y.block_until_ready()
+    return 2.0 * n ** 3 * repeats / (time.perf_counter() - start)
+
+
+def count_tokens(batch: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    """(real tokens, padded tokens) of a host batch: non-zero input + target ids, all slots."""
+    real = sum(int(np.count_nonzero(batch[name])) for name in ("encoder_input_tokens", "decoder_target_tokens")
+               if name in batch)
+    padded = sum(int(batch[name].size) for name in ("encoder_input_tokens", "decoder_target_tokens")
+                 if name in batch)
+    return real, padded
+
+
+class TensorBoardWriter:
+    """Scalar and text summaries as TensorBoard event files (needs only TensorFlow)."""
+
+    def __init__(self, logdir: str | os.PathLike) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        self._tf = tf
+        self._writer = tf.summary.create_file_writer(str(logdir))
+        plugin = summary_pb2.SummaryMetadata.PluginData
+        self._scalar = summary_pb2.SummaryMetadata(plugin_data=plugin(plugin_name="scalars"))
+        self._text = summary_pb2.SummaryMetadata(plugin_data=plugin(plugin_name="text"))
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        with self._writer.as_default():
+            for tag, value in values.items():
+                self._tf.summary.write(tag, self._tf.constant(float(value), self._tf.float32),
+                                       step=step, metadata=self._scalar)
+
+    def text(self, step: int, tag: str, value: str) -> None:
+        with self._writer.as_default():
+            self._tf.summary.write(tag, self._tf.constant(value), step=step, metadata=self._text)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class MetricLogger:
+    """Collects per-step device metrics; every `log_every` steps fetches, logs and summarises them.
+
+    Writes `MODEL_DIR/train_metrics.jsonl` (one line per step), TensorBoard scalars under
+    `MODEL_DIR/train/`, and prints a progress line: step, loss, tokens/s, MFU, ETA.
+    Only process 0 writes.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, *, total_steps: int, start_step: int,
+                 flops_per_step: float | None = None, log_every: int = 10, stream: TextIO | None = None) -> None:
+        self.total_steps = total_steps
+        self.log_every = max(1, int(log_every))
+        self.flops_per_step = flops_per_step
+        self.num_devices = jax.device_count()
+        self.peak_flops, self.peak_source = device_peak_flops()
+        self.writes = jax.process_index() == 0
+        self._pending: list[tuple[int, dict[str, jax.Array], int, int]] = []
+        self._window_start = time.perf_counter()
+        self._run_start = self._window_start
+        self._run_start_step = start_step
+        self.last: dict[str, float] = {}
+        self._stream = stream
+        root = pathlib.Path(model_dir)
+        if self.writes:
+            root.mkdir(parents=True, exist_ok=True)
+            self._jsonl = (root / "train_metrics.jsonl").open("a", encoding="utf-8")
+            self._tb = TensorBoardWriter(root / "train")
+
+    def restart_clock(self) -> None:
+        """Start timing now (call after compilation so tokens/s and MFU measure steady state)."""
+        self._window_start = time.perf_counter()
+
+    def add(self, step: int, metrics: dict[str, jax.Array], real_tokens: int, padded_tokens: int) -> None:
+        """Record step `step`'s metrics (still on device); flush every `log_every` steps."""
+        self._pending.append((step, metrics, real_tokens, padded_tokens))
+        if step % self.log_every == 0 or step >= self.total_steps:
+            self.flush()
+
+    def flush(self) -> dict[str, float]:
+        """Fetch pending metrics, write them, print the progress line; returns the window summary."""
+        if not self._pending:
+            return self.last
+        steps, device_metrics, real, padded = zip(*self._pending)
+        fetched = jax.device_get(list(device_metrics))
+        self._pending = []
+        elapsed = max(time.perf_counter() - self._window_start, 1e-9)
+        self._window_start = time.perf_counter()
+        summary = {name: float(np.mean([m[name] for m in fetched])) for name in fetched[-1]}
+        summary["tokens_per_second"] = sum(real) / elapsed
+        summary["padded_tokens_per_second"] = sum(padded) / elapsed
+        summary["steps_per_second"] = len(steps) / elapsed
+        if self.flops_per_step:
+            achieved = self.flops_per_step * len(steps) / elapsed
+            summary["model_tflops_per_second"] = achieved / 1e12
+            summary["mfu"] = achieved / (self.peak_flops * self.num_devices)
+        self.last = summary
+        if self.writes:
+            for step, values in zip(steps, fetched):
+                self._jsonl.write(json.dumps({"step": int(step), **{k: float(v) for k, v in values.items()}}) + "\n")
+            self._jsonl.flush()
+            self._tb.scalars(int(steps[-1]), summary)
+            self._tb.flush()
+            print(self.progress_line(int(steps[-1]), summary), file=self._stream, flush=True)
+        return summary
+
+    def progress_line(self, step: int, summary: Mapping[str, float]) -> str:
+        done = step - self._run_start_step
+        rate = done / max(time.perf_counter() - self._run_start, 1e-9)
+        eta = datetime.timedelta(seconds=int((self.total_steps - step) / rate)) if rate > 0 else "?"
+        parts = [f"step {step}/{self.total_steps}", f"loss {summary.get('loss', float('nan')):.4f}"]
+        if "loss_per_nonpadding_target_token" in summary:
+            parts.append(f"loss/token {summary['loss_per_nonpadding_target_token']:.4f}")
+        parts.append(f"tokens/s {summary['tokens_per_second']:,.0f}")
+        if "mfu" in summary:
+            parts.append(f"MFU {100 * summary['mfu']:.2f}%")
+        parts.append(f"ETA {eta}")
+        return "  ".join(parts)
+
+    def text(self, step: int, tag: str, value: str) -> None:
+        if self.writes:
+            self._tb.text(step, tag, value)
+            self._tb.flush()
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        if self.writes:
+            self._tb.scalars(step, values)
+            self._tb.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self.writes:
+            self._jsonl.close()
+            self._tb.close()

@@ -1,0 +1,1 @@
+"""Teacher CoT generation: prompts, OpenAI-compatible client, store, filter, offline teachers."""

@@ -1,0 +1,265 @@
+"""Asynchronous client for OpenAI-compatible endpoints (OpenAI, vLLM, TGI, llama.cpp, Ollama).
+
+One shared `httpx.AsyncClient` with a connection pool sized to the concurrency. Each
+call is bounded by a semaphore, rate-limited (requests/min, tokens/min), and retried
+with exponential backoff and full jitter on 429, 408, 5xx, timeouts, connection errors
+and malformed bodies; a `Retry-After` header pauses every request for that long. After
+`max_consecutive_failures` failed attempts in a row (across all requests) the client
+stops with `EndpointUnavailable` instead of hammering a dead endpoint.
+
+The API key is sent only in the Authorization header. It is never stored on
+exceptions, and every message this module builds passes through `redact`.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import json
+import logging
+import random
+import ssl
+import sys
+from typing import Any
+
+import httpx
+
+from t5x_cot.teacher.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+# httpcore imports `sniffio` on every lock it takes; when sniffio is not installed
+# each attempt walks sys.path (~13 failed imports per request, the client's main cost).
+# A None entry makes that import fail at once, and httpcore then assumes asyncio.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
+POOL_SHARD_SIZE = 8
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class EndpointError(RuntimeError):
+    """A request failed for good (non-retryable status or retries exhausted)."""
+
+
+class EndpointUnavailable(EndpointError):
+    """Too many consecutive failures: the endpoint looks down; stop and resume later."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings sent with every request (and hashed into store keys)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ("\n\nQ:", "\nQ:")
+    seed: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form, used for provenance and keys."""
+        out = dataclasses.asdict(self)
+        out["stop"] = list(self.stop)
+        return out
+
+
+@dataclasses.dataclass
+class ClientConfig:
+    """Where and how to call the endpoint. `api_key` is excluded from repr."""
+
+    base_url: str
+    model: str
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    chat: bool = True
+    concurrency: int = 16
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float = 120.0
+    max_retries: int = 8
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    max_consecutive_failures: int = 20
+
+    @property
+    def endpoint(self) -> str:
+        """Full URL of the chat or completion route."""
+        route = "chat/completions" if self.chat else "completions"
+        return f"{self.base_url.rstrip('/')}/{route}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One generated text."""
+
+    index: int
+    text: str
+    finish_reason: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Completion:
+    """A parsed response: its choices and the usage the server reported."""
+
+    choices: list[Choice]
+    usage: dict[str, int]
+
+
+def request_body(config: ClientConfig, prompt: str, n: int,
+                 params: SamplingParams) -> dict[str, Any]:
+    """The JSON body of one request (live, or a line of a Batch API file)."""
+    body: dict[str, Any] = {"model": config.model}
+    if config.chat:
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    body.update(temperature=params.temperature, top_p=params.top_p,
+                max_tokens=params.max_tokens, n=n)
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.seed is not None:
+        body["seed"] = params.seed
+    return body
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def parse_completion(payload: Any, chat: bool) -> Completion:
+    """Turn a response body into a `Completion`; raise ValueError when it is malformed."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+        raise ValueError("response has no 'choices' list")
+    choices = []
+    for pos, item in enumerate(payload["choices"]):
+        if chat:
+            text = (item.get("message") or {}).get("content")
+        else:
+            text = item.get("text")
+        if not isinstance(text, str):
+            raise ValueError(f"choice {pos} has no text")
+        choices.append(Choice(int(item.get("index", pos)), text, item.get("finish_reason")))
+    choices.sort(key=lambda c: c.index)
+    usage = payload.get("usage") or {}
+    usage = {k: int(v) for k, v in usage.items() if isinstance(v, (int, float))}
+    return Completion(choices, usage)
+
+
+class TeacherClient:
+    """Async OpenAI-compatible client; use as `async with TeacherClient(cfg) as client`."""
+
+    def __init__(self, config: ClientConfig):
+        self.config = config
+        self._key = config.api_key or None
+        self._limiter = RateLimiter(config.rpm, config.tpm)
+        self._consecutive = 0
+        self._dead: str | None = None
+        self.requests_sent = 0
+        headers = {"Content-Type": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        # httpcore scans its whole pool on every request, so a few small pools are much
+        # faster at high concurrency than one big pool. `_slots` holds one entry per
+        # allowed in-flight request, naming the pool it runs on: taking a slot bounds
+        # concurrency and never makes a request wait inside a full pool.
+        shards = -(-config.concurrency // POOL_SHARD_SIZE)
+        size = -(-config.concurrency // shards)
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        verify = ssl.create_default_context()
+        self._pools = [httpx.AsyncClient(headers=headers, limits=limits, verify=verify,
+                                         timeout=httpx.Timeout(config.timeout))
+                       for _ in range(shards)]
+        self._slots: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+        for i in range(config.concurrency):
+            self._slots.put_nowait(self._pools[i % shards])
+
+    async def __aenter__(self) -> "TeacherClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        for pool in self._pools:
+            await pool.aclose()
+
+    def redact(self, text: str) -> str:
+        """`text` with the API key replaced by '***'."""
+        return text.replace(self._key, "***") if self._key else text
+
+    async def complete(self, prompt: str, n: int, params: SamplingParams) -> Completion:
+        """Request `n` choices for `prompt`, retrying transient failures."""
+        body = json.dumps(request_body(self.config, prompt, n, params)).encode("utf-8")
+        est_tokens = len(prompt) // 4 + params.max_tokens * n
+        cfg = self.config
+        last = "no attempt made"
+        for attempt in range(cfg.max_retries + 1):
+            if self._dead:
+                raise EndpointUnavailable(self._dead)
+            await self._limiter.acquire(est_tokens)
+            pool = await self._slots.get()
+            try:
+                return self._succeeded(await self._attempt(pool, body))
+            except _Retryable as err:
+                error = err
+            except EndpointError as err:
+                self._failed(str(err))
+                raise
+            finally:
+                self._slots.put_nowait(pool)
+            last = self.redact(str(error))
+            self._failed(last)
+            if attempt == cfg.max_retries:
+                break
+            delay = random.uniform(0.0, min(cfg.backoff_max, cfg.backoff_base * 2 ** attempt))
+            if error.retry_after is not None:
+                self._limiter.pause(error.retry_after)
+                delay = max(delay, error.retry_after)
+            log.info("retrying in %.2fs after: %s", delay, last)
+            await asyncio.sleep(delay)
+        raise EndpointError(f"{cfg.endpoint}: gave up after {cfg.max_retries + 1} attempts; "
+                            f"last error: {last}")
+
+    async def _attempt(self, pool: httpx.AsyncClient, body: bytes) -> Completion:
+        url = self.config.endpoint
+        self.requests_sent += 1
+        try:
+            resp = await pool.post(url, content=body)
+        except httpx.TimeoutException:
+            raise _Retryable(f"timed out after {self.config.timeout:g}s") from None
+        except httpx.TransportError as err:
+            raise _Retryable(f"connection error ({type(err).__name__}: {err})") from None
+        if resp.status_code != 200:
+            snippet = self.redact(resp.text[:200])
+            message = f"HTTP {resp.status_code} from {url}: {snippet}"
+            if resp.status_code in RETRYABLE_STATUS or resp.status_code >= 500:
+                raise _Retryable(message, _retry_after(resp.headers.get("retry-after")))
+            raise EndpointError(message)
+        try:
+            return parse_completion(json.loads(resp.content), self.config.chat)
+        except (ValueError, AttributeError, TypeError) as err:
+            raise _Retryable(f"malformed response from {url} ({err})") from None
+
+    def _succeeded(self, completion: Completion) -> Completion:
+        self._consecutive = 0
+        return completion
+
+    def _failed(self, message: str) -> None:
+        self._consecutive += 1
+        limit = self.config.max_consecutive_failures
+        if self._consecutive >= limit and not self._dead:
+            self._dead = (f"{self.config.endpoint} failed {self._consecutive} consecutive "
+                          f"attempts (limit {limit}); last error: {message}. Stopping; every "
+                          f"completion received so far is saved, rerun the same command to "
+                          f"resume.")

@@ -1,0 +1,229 @@
+"""T5 network: T5X param tree, packing, incremental decoding, scanned layers, remat, dropout, gin."""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import flax.serialization
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec
+
+from t5x_cot.gin_utils import shipped_config_dir
+from t5x_cot.model import network
+from t5x_cot.model.models import EncoderDecoderModel
+from t5x_cot.model.network import T5Config, Transformer
+
+TINY = T5Config(vocab_size=64, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32, num_encoder_layers=2,
+                num_decoder_layers=2, mlp_activations=("gelu", "linear"), dtype="float32", dropout_rate=0.1)
+INPUT_LEN, TARGET_LEN = 9, 7
+
+
+def _shapes(tree):
+    return jax.tree.map(lambda x: tuple(x.shape), tree)
+
+
+def _shift_right(targets: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
+
+
+def random_params(config: T5Config, seed: int = 0):
+    """Random float32 params of the right tree and shapes (no init compile: fast tests)."""
+    shapes = EncoderDecoderModel(config).param_shapes({"encoder_input_tokens": (1, 2), "decoder_target_tokens": (1, 2)})
+    rng = np.random.RandomState(seed)
+    return jax.tree.map(lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32), shapes)
+
+
+@pytest.fixture(scope="module")
+def tiny_params():
+    return random_params(TINY)
+
+
+@pytest.fixture(scope="module")
+def padded_batch():
+    rng = np.random.RandomState(0)
+    enc = rng.randint(1, TINY.vocab_size, (2, INPUT_LEN))
+    enc[1, 6:] = 0
+    tgt = rng.randint(1, TINY.vocab_size, (2, TARGET_LEN))
+    tgt[1, 5:] = 0
+    return enc, _shift_right(tgt), tgt
+
+
+@pytest.fixture(scope="module")
+def forward():
+    """Jitted forward of TINY (dropout iff an rng is given), compiled once per input structure."""
+    @jax.jit
+    def run(params, enc, dec_in, dec_tgt, dropout_rng=None):
+        rngs = None if dropout_rng is None else {"dropout": dropout_rng}
+        return Transformer(TINY).apply({"params": params}, enc, dec_in, dec_tgt, enable_dropout=rngs is not None,
+                                       rngs=rngs)
+    return run
+
+
+def test_tree_matches_t5x_checkpoint_and_runs_it(data_dir: pathlib.Path):
+    restored = flax.serialization.msgpack_restore(
+        (data_dir / "t5x_checkpoints" / "test_t5_tiny.checkpoint_0").read_bytes())
+    fixture = restored["optimizer"]["target"]
+    config = T5Config(emb_dim=8, num_heads=4, head_dim=3, mlp_dim=16, num_encoder_layers=2, num_decoder_layers=2,
+                      mlp_activations=("gelu", "linear"), dtype="float32")
+    model = EncoderDecoderModel(config)
+    ours = model.param_shapes({"encoder_input_tokens": (1, 4), "decoder_target_tokens": (1, 3)})
+    assert _shapes(ours) == _shapes(fixture)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(ours))
+    enc = np.array([[37, 5, 9, 1, 0]])
+    tgt = np.array([[12, 7, 1]])
+    logits = jax.jit(lambda p: Transformer(config).apply({"params": p}, enc, _shift_right(tgt), tgt,
+                                                         enable_dropout=False))(fixture)
+    assert logits.shape == (1, 3, 32128) and logits.dtype == jnp.float32
+    assert np.isfinite(np.asarray(logits)).all() and float(jnp.std(logits)) > 0
+
+
+def test_param_logical_axes_follow_t5x_names():
+    axes = jax.tree.map(tuple, network.param_logical_axes(TINY), is_leaf=lambda x: isinstance(x, PartitionSpec))
+    assert all(isinstance(spec, PartitionSpec) for spec in jax.tree.leaves(network.param_logical_axes(TINY)))
+    assert axes["token_embedder"]["embedding"] == ("vocab", "embed")
+    assert axes["encoder"]["relpos_bias"]["rel_embedding"] == ("heads", "relpos_buckets")
+    attn = axes["decoder"]["layers_1"]["encoder_decoder_attention"]
+    assert attn["query"]["kernel"] == ("embed", "joined_kv") and attn["out"]["kernel"] == ("joined_kv", "embed")
+    assert axes["encoder"]["layers_0"]["mlp"]["wi_1"]["kernel"] == ("embed", "mlp")
+    assert axes["decoder"]["logits_dense"]["kernel"] == ("embed", "vocab")
+    assert axes["decoder"]["decoder_norm"]["scale"] == ("embed",)
+    scanned = network.param_logical_axes(dataclasses.replace(TINY, scan_layers=True))
+    assert tuple(scanned["encoder"]["layers"]["mlp"]["wo"]["kernel"]) == ("layers", "mlp", "embed")
+    tied = network.param_logical_axes(dataclasses.replace(TINY, mlp_activations=("relu",), logits_via_embedding=True))
+    assert "logits_dense" not in tied["decoder"] and set(tied["encoder"]["layers_0"]["mlp"]) == {"wi", "wo"}
+
+
+def test_packed_batch_equals_each_example_alone(tiny_params, forward):
+    rng = np.random.RandomState(1)
+    a_in, b_in = rng.randint(1, 64, 5), rng.randint(1, 64, 3)
+    a_tgt, b_tgt = rng.randint(1, 64, 4), rng.randint(1, 64, 2)
+
+    def row(pieces, length):
+        tokens, segments, positions = np.zeros(length, int), np.zeros(length, int), np.zeros(length, int)
+        start = 0
+        for seg, piece in enumerate(pieces, 1):
+            tokens[start:start + len(piece)] = piece
+            segments[start:start + len(piece)] = seg
+            positions[start:start + len(piece)] = np.arange(len(piece))
+            start += len(piece)
+        return tokens, segments, positions
+
+    enc_rows = [row([a_in, b_in], INPUT_LEN), row([a_in], INPUT_LEN), row([b_in], INPUT_LEN)]
+    tgt_rows = [row([a_tgt, b_tgt], TARGET_LEN), row([a_tgt], TARGET_LEN), row([b_tgt], TARGET_LEN)]
+    enc, enc_seg, enc_pos = (np.stack(x) for x in zip(*enc_rows))
+    tgt, dec_seg, dec_pos = (np.stack(x) for x in zip(*tgt_rows))
+    dec_in = np.where(dec_pos == 0, 0, np.roll(tgt, 1, axis=1))  # per-segment shift right
+    logits = jax.jit(lambda p: Transformer(TINY).apply(
+        {"params": p}, enc, dec_in, tgt, enc_seg, dec_seg, enc_pos, dec_pos, enable_dropout=False))(tiny_params)
+    logits = np.asarray(logits)
+    np.testing.assert_allclose(logits[0, :4], logits[1, :4], atol=2e-5)
+    np.testing.assert_allclose(logits[0, 4:6], logits[2, :2], atol=2e-5)
+    assert np.abs(logits[0, :4] - logits[1, :4]).max() < 2e-5
+
+
+def _incremental_logits(config: T5Config, params, enc, dec_in) -> np.ndarray:
+    model = Transformer(config)
+    encoded = model.apply({"params": params}, enc, enable_dropout=False, method=Transformer.encode)
+    cache = network.init_cache(config, enc.shape[0], dec_in.shape[1])
+
+    @jax.jit
+    def step(cache, token):
+        logits, variables = model.apply(
+            {"params": params, "cache": cache}, encoded, enc, token, token, enable_dropout=False, decode=True,
+            max_decode_length=dec_in.shape[1], method=Transformer.decode, mutable=["cache"])
+        return variables["cache"], logits
+
+    outputs = []
+    for t in range(dec_in.shape[1]):
+        cache, logits = step(cache, dec_in[:, t:t + 1])
+        outputs.append(np.asarray(logits))
+    return np.concatenate(outputs, axis=1)
+
+
+@pytest.mark.parametrize("scan", [False, True], ids=["unrolled", "scanned"])
+def test_incremental_decoding_equals_teacher_forcing(tiny_params, padded_batch, forward, scan):
+    enc, dec_in, tgt = padded_batch
+    full = np.asarray(forward(tiny_params, enc, dec_in, tgt))
+    config = dataclasses.replace(TINY, scan_layers=scan, remat_policy="minimal" if scan else "none")
+    params = network.stack_layers(tiny_params, TINY) if scan else tiny_params
+    incremental = _incremental_logits(config, params, enc, dec_in)
+    real = tgt > 0
+    np.testing.assert_allclose(incremental[real], full[real], atol=2e-5)
+    cache = network.init_cache(config, 2, TARGET_LEN)
+    layer = cache["decoder"]["layers" if scan else "layers_1"]["self_attention"]
+    assert layer["cached_key"].shape[-3:] == (TARGET_LEN, TINY.num_heads, TINY.head_dim)
+    assert int(jnp.max(layer["cache_index"])) == 0
+
+
+def test_scanned_and_remat_layers_equal_unrolled(tiny_params, padded_batch):
+    enc, dec_in, tgt = padded_batch
+    batch = {"encoder_input_tokens": enc, "decoder_input_tokens": dec_in, "decoder_target_tokens": tgt,
+             "decoder_loss_weights": (tgt > 0).astype(np.float32)}
+
+    def loss_and_grads(config, params):
+        model = EncoderDecoderModel(config, z_loss=1e-4)
+        return jax.jit(jax.value_and_grad(lambda p: model.loss_fn(p, batch, None)[0]))(params)
+
+    stacked = network.stack_layers(tiny_params, TINY)
+    assert _shapes(stacked["encoder"]["layers"]["attention"]["query"]) == {"kernel": (2, 16, 16)}
+    assert jax.tree.all(jax.tree.map(np.array_equal, network.unstack_layers(stacked), tiny_params))
+    loss, grads = loss_and_grads(TINY, tiny_params)
+    scan_cfg = dataclasses.replace(TINY, scan_layers=True, remat_policy="full")
+    scan_loss, scan_grads = loss_and_grads(scan_cfg, stacked)
+    np.testing.assert_allclose(scan_loss, loss, rtol=1e-5)
+    flat, flat_scan = jax.tree.leaves(grads), jax.tree.leaves(network.unstack_layers(scan_grads))
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(flat, flat_scan)) < 1e-5
+
+
+def test_dropout_only_when_enabled(tiny_params, padded_batch, forward):
+    enc, dec_in, tgt = padded_batch
+    plain = np.asarray(forward(tiny_params, enc, dec_in, tgt))
+    dropped = [np.asarray(forward(tiny_params, enc, dec_in, tgt, jax.random.key(seed, impl="rbg"))) for seed in (1, 1, 2)]
+    np.testing.assert_array_equal(dropped[0], dropped[1])
+    assert np.abs(dropped[0] - plain).max() > 1e-3 and np.abs(dropped[0] - dropped[2]).max() > 1e-3
+
+
+def test_bfloat16_activations_float32_params_and_logits(tiny_params, padded_batch, forward):
+    enc, dec_in, tgt = padded_batch
+    config = dataclasses.replace(TINY, dtype="bfloat16")
+    logits, state = jax.jit(lambda p: Transformer(config).apply(
+        {"params": p}, enc, dec_in, tgt, enable_dropout=False, capture_intermediates=True,
+        mutable=["intermediates"]))(tiny_params)
+    hidden = state["intermediates"]["encoder"]["layers_0"]["__call__"][0]
+    assert hidden.dtype == jnp.bfloat16 and logits.dtype == jnp.float32
+    full = np.asarray(forward(tiny_params, enc, dec_in, tgt))
+    assert np.abs(np.asarray(logits) - full).max() < 0.05 * np.abs(full).max()
+
+
+def test_model_gin_files_bind_t5config_and_model():
+    gin.clear_config()
+    try:
+        gin.parse_config_files_and_bindings([str(shipped_config_dir() / "models" / "t5_1_0" / "tiny.gin")],
+                                            ["DROPOUT_RATE = 0.25", "network.T5Config.vocab_size = 128"])
+        model = gin.query_parameter("MODEL/macro.value").scoped_configurable_fn()
+    finally:
+        gin.clear_config()
+    assert isinstance(model, EncoderDecoderModel) and model.z_loss == 1e-4
+    assert model.config.dropout_rate == 0.25 and model.config.vocab_size == 128
+    assert model.config.mlp_activations == ("relu",) and model.config.logits_via_embedding
+    assert isinstance(model.config.mlp_activations, tuple)
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="remat_policy"):
+        T5Config(remat_policy="sometimes")
+    with pytest.raises(ValueError, match="gelu"):
+        T5Config(mlp_activations=("gleu",))
+    with pytest.raises(ValueError, match="one token per call"):
+        params = EncoderDecoderModel(TINY).param_shapes({"encoder_input_tokens": (1, 3),
+                                                          "decoder_target_tokens": (1, 4)})
+        params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), params)
+        cache = network.init_cache(TINY, 1, 4)
+        tokens = jnp.ones((1, 2), jnp.int32)
+        Transformer(TINY).apply({"params": params, "cache": cache}, jnp.ones((1, 3, 16)), jnp.ones((1, 3), jnp.int32),
+                                tokens, tokens, enable_dropout=False, decode=True, max_decode_length=4,
+                                method=Transformer.decode, mutable=["cache"])

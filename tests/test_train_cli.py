@@ -1,0 +1,85 @@
+"""`python -m t5x_cot.train`: the documented command trains and resumes; kill -9 resumes exactly."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from t5x_cot import checkpoints
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+
+
+def _synthetic_command(model_dir: pathlib.Path, steps: int) -> list[str]:
+    return [sys.executable, "-m", "t5x_cot.train", "--gin_file=gin/models/t5_1_1/tiny.gin",
+            "--gin_file=gin/runs/finetune.gin", f"--gin.MODEL_DIR='{model_dir}'",
+            "--gin.MIXTURE_OR_TASK_NAME='synthetic_copy'", "--gin.MIXTURE_OR_TASK_MODULE='synthetic_task'",
+            "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}", "--gin.BATCH_SIZE=8",
+            f"--gin.TRAIN_STEPS={steps}", "--gin.CheckpointConfig.period=5", "--gin.train.log_every=1"]
+
+
+def _losses(model_dir: pathlib.Path) -> dict[int, float]:
+    """Per-step losses; a step logged twice (before a crash and after resuming) keeps the last."""
+    lines = (model_dir / "train_metrics.jsonl").read_text().splitlines()
+    return {record["step"]: record["loss"] for record in map(json.loads, lines)}
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_resumes_with_identical_losses(tmp_path: pathlib.Path) -> None:
+    steps = 24
+    reference = tmp_path / "uninterrupted"
+    subprocess.run(_synthetic_command(reference, steps), cwd=REPO, env=_env(), check=True,
+                   capture_output=True, timeout=300)
+    crashed = tmp_path / "crashed"
+    proc = subprocess.Popen(_synthetic_command(crashed, steps), cwd=REPO, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        done = checkpoints.step_dirs(crashed)
+        if 10 in done and max(_losses(crashed)) >= 12:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(_losses(crashed))
+    assert killed_at < steps
+    result = subprocess.run(_synthetic_command(crashed, steps), cwd=REPO, env=_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming from" in result.stderr
+    expected, got = _losses(reference), _losses(crashed)
+    assert sorted(got) == sorted(expected) == list(range(1, steps + 1))
+    assert {step: got[step] for step in expected} == expected
+
+
+@pytest.mark.slow
+@pytest.mark.needs_data
+def test_documented_command_trains_coinflip_and_rerun_resumes(tmp_path: pathlib.Path, data_dir: pathlib.Path) -> None:
+    model_dir = tmp_path / "x"
+    command = [sys.executable, "-m", "t5x_cot.train", "--gin_file=gin/models/t5_1_1/tiny.gin",
+               "--gin_file=gin/runs/finetune.gin", f"--gin.MODEL_DIR='{model_dir}'",
+               "--gin.MIXTURE_OR_TASK_NAME='coinflip_gold_cot'", "--gin.TRAIN_STEPS=20"]
+    env = {**_env(), "T5X_COT_DATA_DIR": str(data_dir)}
+    first = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "step 20/20" in first.stdout
+    assert sorted(checkpoints.step_dirs(model_dir)) == [20]
+    for name in ("config.gin", "config.json", "train_metrics.jsonl"):
+        assert (model_dir / name).is_file()
+    assert list((model_dir / "train").glob("events.out.tfevents.*"))
+    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already at step 20" in again.stderr

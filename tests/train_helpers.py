@@ -1,0 +1,59 @@
+"""Tiny models and batches shared by the training tests (and their subprocess scripts)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def tiny_config(**overrides: Any) -> Any:
+    """A 1+1-layer T5 1.1-style config: float32 activations, no dropout (exact comparisons)."""
+    from t5x_cot.model.network import T5Config
+
+    fields = dict(vocab_size=64, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32, num_encoder_layers=1,
+                  num_decoder_layers=1, mlp_activations=("gelu", "linear"), dropout_rate=0.0, dtype="float32",
+                  logits_via_embedding=False)
+    fields.update(overrides)
+    return T5Config(**fields)
+
+
+def tiny_model(**overrides: Any) -> Any:
+    from t5x_cot.model.models import EncoderDecoderModel
+
+    return EncoderDecoderModel(tiny_config(**overrides))
+
+
+def random_batch(batch: int, inputs_length: int, targets_length: int, vocab: int = 64, seed: int = 0,
+                 packed: bool = True) -> dict[str, np.ndarray]:
+    """A batch like EncDecFeatureConverter's: two packed examples per row when `packed`."""
+    rng = np.random.RandomState(seed)
+
+    def feature(length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        tokens = rng.randint(2, vocab, size=(batch, length)).astype(np.int32)
+        segments = np.ones((batch, length), np.int32)
+        positions = np.tile(np.arange(length, dtype=np.int32), (batch, 1))
+        if packed:
+            cut = length // 2
+            segments[:, cut:] = 2
+            positions[:, cut:] -= cut
+        tokens[:, -2:] = 0
+        segments[:, -2:] = 0
+        positions[:, -2:] = 0
+        return tokens, segments, positions
+
+    inputs, enc_seg, enc_pos = feature(inputs_length)
+    targets, dec_seg, dec_pos = feature(targets_length)
+    decoder_inputs = np.zeros_like(targets)
+    decoder_inputs[:, 1:] = targets[:, :-1]
+    decoder_inputs[dec_pos == 0] = 0
+    out = {"encoder_input_tokens": inputs, "decoder_input_tokens": decoder_inputs,
+           "decoder_target_tokens": targets, "decoder_loss_weights": (targets > 0).astype(np.int32)}
+    if packed:
+        out.update(encoder_segment_ids=enc_seg, encoder_positions=enc_pos,
+                   decoder_segment_ids=dec_seg, decoder_positions=dec_pos)
+    return out
+
+
+def shapes_of(batch: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    return {name: value.shape for name, value in batch.items()}
+
