@@ -22,6 +22,7 @@ CORE = [
     "gin-config>=0.5.0",
     "sentencepiece>=0.2.0",
     "httpx>=0.28",
+    "sniffio>=1.3",  # httpcore looks it up on every lock; missing, each lookup walks sys.path
     "tqdm>=4.67",
     "matplotlib>=3.9",
 ]

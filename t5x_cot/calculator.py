@@ -53,8 +53,8 @@ _CURRENCY = "$€£"
 _BODY = r"(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)"
 _NUMBER_TOKEN = re.compile(
     r"(?<![\w.])(?P<sign>[-−])?(?P<currency>[$€£]\s?)?(?P<sign2>[-−])?"
-    r"(?:(?P<whole>\d+)\s+(?=\d+\s*/\s*\d))?"
-    rf"(?P<body>{_BODY})(?P<over>\s*/\s*\d+(?![\d.]))?(?P<pct>\s*%)?"
+    r"(?:(?P<whole>\d+)[ \t]+(?=\d+[ \t]*/[ \t]*\d))?"
+    rf"(?P<body>{_BODY})(?P<over>[ \t]*/[ \t]*\d+(?![\d.]))?(?P<pct>[ \t]*%)?"
 )
 _PLAIN_TOKEN = re.compile(rf"(?<![\w.])(?P<body>{_BODY})")
 
@@ -381,7 +381,7 @@ _RESULT = rf"[-−]?[$€£]?[ \t]?(?:(?:\d+[ \t]+)?\d+[ \t]*/[ \t]*\d+|{_NUM})(
 # mixed number in words "1 and", even with a space between), and whose result r is a whole
 # number token (not followed by a word, a fraction bar or another operation).
 _PLAIN_EQUATION = re.compile(
-    r"(?<![\w.,<>=%$€£*/+\-−×÷])(?<![\d.)%=*/+\-−×÷] )(?<!\Wx )(?<!\d and )"
+    r"(?<![\w.,<>=%$€£*/+\-−×÷])(?<![\d)%=*/+\-−×÷] )(?<!\Wx )(?<!\d and )"
     rf"(?P<pexpr>{_TERM}(?:[ \t]*{_OP}[ \t]*{_TERM})+)"
     rf"(?P<chain>(?:[ \t]*=[ \t]*{_TERM}(?:[ \t]*{_OP}[ \t]*{_TERM})*)*?)"
     rf"[ \t]*=[ \t]*(?P<presult>{_RESULT})"
@@ -389,7 +389,7 @@ _PLAIN_EQUATION = re.compile(
     rf"|[ \t]*{_OP}[ \t]*[\d(.$€£])"
 )
 _EQUATION = re.compile(
-    r"(?<![\w.,<>=%$€£*/+\-−×÷])(?<![\d.)%=*/+\-−×÷] )(?<!\Wx )"
+    r"(?<![\w.,<>=%$€£*/+\-−×÷])(?<![\d)%=*/+\-−×÷] )(?<!\Wx )"
     rf"(?P<pexpr>{_TERM}(?:\s*{_OP}\s*{_TERM})+)"
     rf"(?P<chain>(?:\s*=\s*{_TERM}(?:\s*{_OP}\s*{_TERM})*)*?)"
     rf"\s*=\s*(?P<presult>{_RESULT})"

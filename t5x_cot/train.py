@@ -24,7 +24,14 @@ from t5x_cot import gin_utils
 
 gin = gin_utils.gin
 
-logger = logging.getLogger("t5x_cot.train")
+
+
+def _say(message: str) -> None:
+    """A run-level message on stdout (process 0 only), next to the progress lines."""
+    import jax
+
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +108,7 @@ def train(*, model: Any, model_dir: str, train_dataset_cfg: Any, total_steps: in
                                      flops_per_step=_flops_per_step(model.config, input_shapes),
                                      log_every=log_every)
     if start_step >= total_steps:
-        logger.info("MODEL_DIR %s is already at step %d >= %d", model_dir, start_step, total_steps)
+        _say(f"MODEL_DIR {model_dir} is already at step {start_step} (TRAIN_STEPS {total_steps}): nothing to do")
         checkpointer.close()
         metrics.close()
         return TrainResult(state, start_step, {})
@@ -125,7 +132,7 @@ def train(*, model: Any, model_dir: str, train_dataset_cfg: Any, total_steps: in
             if eval_period and step % eval_period == 0:
                 metrics.scalars(step, _evaluate(trainer, state.params, eval_batches, partitioner, global_batch))
             if _stop_requested(preempted, step, log_every):
-                logger.warning("preemption signal: saving step %d and exiting", step)
+                _say(f"SIGTERM: saving step {step} and exiting")
                 break
         checkpointer.save(step, state, batches.state())
         checkpointer.close()
@@ -143,12 +150,12 @@ def _initial_state(trainer: Any, checkpointer: Any, initial_checkpoint_path: str
     latest = checkpointer.latest_step()
     if latest is not None:
         state, meta = checkpointer.restore(latest, trainer.abstract_sharded_state())
-        logger.info("resuming from %s step %d", checkpointer.model_dir, latest)
+        _say(f"resuming from {checkpointer.model_dir} step {latest}")
         return state, int(meta.get("data", {}).get("batches", latest))
     if initial_checkpoint_path:
         abstract = trainer.abstract_sharded_state().params
         params = checkpoints.restore_params(initial_checkpoint_path, abstract)
-        logger.info("starting from params in %s", initial_checkpoint_path)
+        _say(f"starting from the params in {initial_checkpoint_path} (fresh optimizer state)")
         return trainer.state_from_params(params), 0
     return trainer.init_state(jax.random.PRNGKey(seed)), 0
 
@@ -219,7 +226,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--process_id", type=int, default=None)
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() and let JAX find the cluster")
-    parser.add_argument("--log_level", default="INFO")
+    parser.add_argument("--log_level", default="WARNING", help="Python logging level")
     return parser.parse_args(argv)
 
 

@@ -1,7 +1,9 @@
 """A TFDS builder for CoT record files, so the data can be built once and read from GCS.
 
-    tfds build t5x_cot/tasks/tfds_builder.py --config=gsm8k --data_dir=gs://bucket/tfds
+    CotRecords(config="gsm8k", data_dir="gs://bucket/tfds").download_and_prepare()
 
+(or `tfds build cot_records --imports=t5x_cot.tasks.tfds_builder --config=gsm8k
+--data_dir=...`; TFDS 4.9's CLI itself also needs apache-beam and mlcroissant)
 reads `<task>.jsonl` where `<task>_cot` would (see `sources.cot_records_file`) and writes
 the same `train` / `validation` rows the registered `<task>_cot` task reads directly
 (same filtering, same id-hash split). The dataset is versioned; the SHA-256 of the

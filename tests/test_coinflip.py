@@ -36,6 +36,34 @@ def test_answer_and_symbolic_rationale(flips, answer, rationale):
     assert coinflip.symbolic_rationale(flips) == rationale
 
 
+
+@pytest.mark.parametrize("flips, rationale", [
+    ([("Ka", True), ("Sherrie", False)],
+     "The coin starts heads up. Ka flips it, so it is tails up. Sherrie does not flip it, so it "
+     "is still tails up."),
+    ([("A", True), ("B", True), ("C", False), ("D", True)],
+     "The coin starts heads up. A flips it, so it is tails up. B flips it, so it is heads up. "
+     "C does not flip it, so it is still heads up. D flips it, so it is tails up."),
+])
+def test_trace_rationale(flips, rationale):
+    assert coinflip.symbolic_rationale(flips, style="trace") == rationale
+
+
+@pytest.mark.parametrize("people", [1, 2, 3, 4])
+def test_trace_rationale_ends_in_the_answer(people):
+    """The last side the trace names is the answer, for every question and number of people."""
+    for e in coinflip.generate(40, people, seed=5):
+        flips = coinflip.parse_question(e.question)
+        steps = coinflip.symbolic_rationale(flips, style="trace").split(". ")
+        assert len(steps) == people + 1
+        assert [step.split(" ")[0] for step in steps[1:]] == [name for name, _ in flips]
+        assert steps[-1].endswith("heads up." if e.answer == "yes" else "tails up.")
+
+
+def test_unknown_rationale_style():
+    with pytest.raises(ValueError, match="style"):
+        coinflip.symbolic_rationale([("A", True)], style="count")
+
 def test_exemplars_parse_and_match_their_rationales(data_dir):
     """Every few-shot exemplar: parsed flips give its answer, and our rationale is its text."""
     prompt = json.loads((data_dir / "prompts" / "few_shot_cot_prompts.json").read_text())

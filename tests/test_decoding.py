@@ -101,7 +101,7 @@ def test_topk_and_topp_filters():
     tiny = sampling.filter_logits(logits, sampling.SamplingConfig(temperature=1.0, topp=0.1))
     assert (np.asarray(tiny[0]) > sampling.NEG_INF).tolist() == [False, True, False, False]
     rngs = jax.random.split(jax.random.PRNGKey(0), 50)
-    draws = jax.vmap(lambda r: sampling.choose_tokens(logits, r, sampling.SamplingConfig(1.0, topk=1)))(rngs)
+    draws = jax.jit(jax.vmap(lambda r: sampling.choose_tokens(logits, r, sampling.SamplingConfig(1.0, topk=1))))(rngs)
     assert set(np.asarray(draws).ravel().tolist()) == {1}
     with pytest.raises(ValueError, match="temperature"):
         sampling.SamplingConfig(temperature=-1.0)

@@ -101,10 +101,3 @@ def test_without_calculator_the_script_runs_unchanged(decoded):
     ("6 = 2+4", None), ("<<2+2=4", ("2+2", "4"))])
 def test_open_annotation_reads_text(text, expected):
     assert calculator_loop.open_annotation(text) == expected
-
-
-def test_format_result():
-    assert calculator_loop.format_result(12) == "12"
-    assert calculator_loop.format_result(12.0) == "12"
-    assert calculator_loop.format_result(0.125) == "0.125"
-    assert calculator_loop.format_result(1 / 3) == "0.333333"

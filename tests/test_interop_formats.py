@@ -2,14 +2,13 @@
 `t5x-cot convert` command end to end (T5X -> ours -> HF -> ours)."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from t5x_cot.interop import convert
+from t5x_cot.cli import main
 from t5x_cot.interop.hf_import import load_hf
 from t5x_cot.interop.layout import flatten
 
@@ -26,14 +25,6 @@ def hf_model():
     model = transformers.T5ForConditionalGeneration(config)
     model.lm_head.weight = torch.nn.Parameter(torch.randn(120, 16))
     return model
-
-
-def main(argv: list[str]) -> int:
-    """`t5x-cot convert ...` as the console script runs it."""
-    assert argv[0] == "convert"
-    parser = argparse.ArgumentParser(prog="t5x-cot convert")
-    convert.add_arguments(parser)
-    return convert.run(parser.parse_args(argv[1:]))
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,8 @@ def hf_count(config: T5Config) -> int:
         feed_forward_proj="gated-gelu" if gated else "relu", tie_word_embeddings=config.logits_via_embedding)
     with torch.device("meta"):
         model = transformers.T5ForConditionalGeneration(hf_config)
+        if not config.logits_via_embedding:  # transformers >= 5 ties lm_head even when told not to
+            model.lm_head.weight = torch.nn.Parameter(torch.empty(config.vocab_size, config.emb_dim))
     return sum(p.numel() for p in model.parameters())  # parameters() counts a tied weight once
 
 

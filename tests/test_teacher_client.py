@@ -93,3 +93,13 @@ def test_rate_limiter_caps_requests_per_minute():
             await limiter.acquire(1)
         return time.monotonic() - start
     assert 0.4 <= asyncio.run(go()) < 2.0
+
+
+def test_rate_limiter_caps_tokens_per_minute():
+    async def go():
+        limiter = RateLimiter(tpm=60_000)  # 1000 tokens/s, burst 1000
+        start = time.monotonic()
+        for _ in range(4):
+            await limiter.acquire(500)
+        return time.monotonic() - start
+    assert 0.8 <= asyncio.run(go()) < 3.0

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from openai_server import OpenAIServer
 
 from t5x_cot.data.records import iter_jsonl, read_records
@@ -96,10 +95,13 @@ def test_api_key_appears_nowhere(tmp_path, monkeypatch, capsys, caplog):
     captured = capsys.readouterr()
     assert "failed 5 consecutive attempts" in captured.err
     assert "Authorization: Bearer ***" in captured.err  # the echoed header, redacted
-    proc = subprocess.run(
-        [sys.executable, "-m", "t5x_cot.teacher",
-         *argv(dead, tmp_path / "sub.jsonl", "--num-examples", "5")[:-1]],
-        env={**os.environ, KEY_ENV: KEY}, capture_output=True, text=True, timeout=60)
+    with OpenAIServer(transient=FAILURE_MIX, content=CONTENT_MIX, echo_auth=True) as srv:
+        proc = subprocess.run(  # with the live progress bar on stderr
+            [sys.executable, "-m", "t5x_cot.teacher",
+             *[a for a in argv(srv, tmp_path / "sub.jsonl", "--num-examples", "100")
+               if a != "--no-progress"]],
+            env={**os.environ, KEY_ENV: KEY}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "req/s" in proc.stderr and "kept" in proc.stderr
     texts += [captured.out, captured.err, caplog.text, proc.stdout, proc.stderr]
     texts += [p.read_text() for p in tmp_path.iterdir() if p.is_file()]
     assert len(texts) > 8
@@ -109,7 +111,7 @@ def test_api_key_appears_nowhere(tmp_path, monkeypatch, capsys, caplog):
 
 def test_kill_9_then_rerun_gives_the_same_records(tmp_path):
     rng = random.Random()
-    with OpenAIServer(latency=0.005, content={"wrong": 0.1}, distinct=2) as srv:
+    with OpenAIServer(latency=0.01, content={"wrong": 0.1}, distinct=2) as srv:
         def run_args(out):
             return argv(srv, out, "--num-examples", "300", "--concurrency", "4", "--samples",
                         "2", "--temperature", "0.5")
@@ -129,6 +131,7 @@ def test_kill_9_then_rerun_gives_the_same_records(tmp_path):
         proc.wait()
         partial = len(lines(store)) if os.path.exists(store) else 0
         assert partial < 600, "the run finished before it could be killed"
+        print(f"killed with {partial} of 600 completions stored")
         assert not killed.exists()
         assert generate_main(run_args(killed)) == 0
     stored = lines(store)
@@ -169,4 +172,23 @@ def test_dry_run_prints_prompt_requests_and_tokens(tmp_path, capsys):
     assert out.startswith("Q: A coin is heads up.")
     assert "Hint: the correct answer is" in out and "\nA:\n" in out
     assert "7 questions, 7 requests to send" in out and "tokens" in out
-    assert not (tmp_path / "d.jsonl").exists()
+    assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
+
+
+def test_exemplars_from_train_and_from_file(tmp_path, capsys):
+    exemplar_file = tmp_path / "ex.json"
+    exemplar_file.write_text(json.dumps({"coin_flip": {"comment": "", "prompt": (
+        "Q: A coin is heads up. Ann flips the coin. Is the coin still heads up?\n"
+        "A: The coin was flipped by Ann. So the coin was flipped 1 time. The answer is no.")}}))
+    with OpenAIServer() as srv:
+        assert generate_main(argv(srv, tmp_path / "f.jsonl", "--num-examples", "3", "--mode",
+                                  "plain", "--exemplars", str(exemplar_file))) == 0
+        capsys.readouterr()
+        assert generate_main(argv(srv, tmp_path / "t.jsonl", "--num-examples", "3",
+                                  "--exemplars-from-train", "3", "--dry-run")) == 0
+    assert len(read_records(tmp_path / "f.jsonl")) == 3
+    assert read_records(tmp_path / "f.jsonl")[0]["prompt_id"].startswith("coinflip-plain-")
+    prompt = capsys.readouterr().out.split("\n---")[0]
+    blocks = prompt.split("\n\n")
+    assert len(blocks) == 4 and all(b.startswith("Q: A coin is heads up.") for b in blocks)
+    assert len({b.split("\n")[0] for b in blocks}) == 4  # the item is not among its exemplars

@@ -17,7 +17,7 @@ def summary_of(out):
 
 @pytest.mark.needs_data
 @pytest.mark.parametrize("task, count", [("gsm8k", 7473), ("strategyqa", 2061)])
-def test_gold_full_train_files(tmp_path, data_dir, task, count, capsys):
+def test_gold_full_train_files(tmp_path, data_dir, task, count):
     out = tmp_path / f"{task}.jsonl"
     assert generate_main(["--task", task, "--split", "train", "--teacher", "gold",
                           "--data-dir", str(data_dir), "--out", str(out)]) == 0
@@ -31,7 +31,6 @@ def test_gold_full_train_files(tmp_path, data_dir, task, count, capsys):
         assert first["rationale"] == ("Natalia sold 48/2 = 24 clips in May. Natalia sold "
                                       "48+24 = 72 clips altogether in April and May.")
         assert not any("<<" in r["rationale"] or "####" in r["rationale"] for r in records)
-    assert "kept 100.0%" not in capsys.readouterr().err
 
 
 @pytest.mark.needs_data

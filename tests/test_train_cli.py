@@ -27,6 +27,7 @@ def _synthetic_command(model_dir: pathlib.Path, steps: int) -> list[str]:
             "--gin_file=gin/runs/finetune.gin", f"--gin.MODEL_DIR='{model_dir}'",
             "--gin.MIXTURE_OR_TASK_NAME='synthetic_copy'", "--gin.MIXTURE_OR_TASK_MODULE='synthetic_task'",
             "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}", "--gin.BATCH_SIZE=8",
+            "--gin.network.T5Config.vocab_size=128",
             f"--gin.TRAIN_STEPS={steps}", "--gin.CheckpointConfig.period=5", "--gin.train.log_every=1"]
 
 
@@ -59,7 +60,7 @@ def test_kill_9_then_rerun_resumes_with_identical_losses(tmp_path: pathlib.Path)
     result = subprocess.run(_synthetic_command(crashed, steps), cwd=REPO, env=_env(), capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "resuming from" in result.stderr
+    assert f"resuming from {crashed} step" in result.stdout
     expected, got = _losses(reference), _losses(crashed)
     assert sorted(got) == sorted(expected) == list(range(1, steps + 1))
     assert {step: got[step] for step in expected} == expected
@@ -82,4 +83,22 @@ def test_documented_command_trains_coinflip_and_rerun_resumes(tmp_path: pathlib.
     assert list((model_dir / "train").glob("events.out.tfevents.*"))
     again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "already at step 20" in again.stderr
+    assert "is already at step 20" in again.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: pathlib.Path) -> None:
+    model_dir = tmp_path / "preempted"
+    proc = subprocess.Popen(_synthetic_command(model_dir, 100_000), cwd=REPO, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (model_dir / "train_metrics.jsonl").is_file() and _losses(model_dir) and max(_losses(model_dir)) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    saved = max(checkpoints.step_dirs(model_dir))
+    assert f"SIGTERM: saving step {saved} and exiting" in out
+    assert saved == max(_losses(model_dir))

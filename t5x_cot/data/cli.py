@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="SentencePiece model (default: DATA_DIR/vocab/t5_spiece.model)")
     stats.add_argument("--coinflip-examples", type=int, default=1000,
                        help="generated Coinflip questions per number of people (default 1000)")
+    stats.add_argument("--task-lengths", action="store_true",
+                       help="also measure inputs/targets of every registered SeqIO task under the "
+                            "T5 vocabulary (p50, p95, p99, max, EOS included; loads seqio)")
     stats.add_argument("--json", type=pathlib.Path, default=None, metavar="OUT",
                        help="also write every statistic (and each calculator mismatch) as JSON")
 
@@ -46,11 +49,27 @@ def run(args: argparse.Namespace) -> int:
     else:
         origin = f"default; set ${DATA_DIR_ENV} or pass --data-dir"
     print(render(result, origin=origin, vocab=vocab))
+    if args.task_lengths:
+        result["task_lengths"] = _print_task_lengths(data_dir, vocab)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(f"\nWrote {args.json}")
     return 1 if result["errors"] else 0
+
+
+def _print_task_lengths(data_dir: pathlib.Path, vocab: pathlib.Path) -> list[dict]:
+    """Token lengths of every registered SeqIO task (they read the same data dir and vocab)."""
+    from t5x_cot.data import DATA_DIR_ENV
+
+    os.environ[DATA_DIR_ENV] = str(data_dir)
+    os.environ.setdefault("T5X_COT_VOCAB", str(vocab))
+    from t5x_cot.tasks import lengths
+
+    table = lengths.length_table()
+    print("\nSeqIO task lengths in T5 tokens (EOS included):")
+    print(lengths.format_length_table(table))
+    return table
 
 
 def _answers_cell(answers: dict) -> str:

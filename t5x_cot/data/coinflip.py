@@ -90,13 +90,10 @@ def _people(names: Sequence[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def symbolic_rationale(flips: Sequence[Flip]) -> str:
-    """A correct step-by-step rationale in the style of Wei et al.'s exemplars.
+RATIONALE_STYLES = ("exemplar", "trace")
 
-    It ends before the answer sentence, e.g. "The coin was flipped by Ka. So the coin was
-    flipped 1 time, which is an odd number. The coin started heads up, so after an odd
-    number of flips, it will be tails up."
-    """
+
+def _exemplar_rationale(flips: Sequence[Flip]) -> str:
     flipped = [name for name, did_flip in flips if did_flip]
     count = len(flipped)
     times = "time" if count == 1 else "times"
@@ -107,6 +104,37 @@ def symbolic_rationale(flips: Sequence[Flip]) -> str:
     return (f"The coin was flipped by {_people(flipped)}. So the coin was flipped {count} "
             f"{times}, which is an {parity} number. The coin started heads up, so after an "
             f"{parity} number of flips, {outcome}.")
+
+
+def _trace_rationale(flips: Sequence[Flip]) -> str:
+    heads = True
+    steps = ["The coin starts heads up."]
+    for name, did_flip in flips:
+        heads ^= did_flip
+        side = "heads" if heads else "tails"
+        steps.append(f"{name} flips it, so it is {side} up." if did_flip
+                     else f"{name} does not flip it, so it is still {side} up.")
+    return " ".join(steps)
+
+
+def symbolic_rationale(flips: Sequence[Flip], style: str = "exemplar") -> str:
+    """A correct step-by-step rationale, ending before the answer sentence.
+
+    style "exemplar" (Wei et al.'s exemplars) counts the flips: "The coin was flipped by Ka.
+    So the coin was flipped 1 time, which is an odd number. The coin started heads up, so
+    after an odd number of flips, it will be tails up."
+
+    style "trace" tracks the coin's side person by person, one local step each: "The coin
+    starts heads up. Ka flips it, so it is tails up. Sherrie does not flip it, so it is still
+    tails up." Every step depends only on the previous side and one person's action, so the
+    same steps apply to any number of people (the exemplar style needs counting up to the
+    number of people instead).
+    """
+    if style == "exemplar":
+        return _exemplar_rationale(flips)
+    if style == "trace":
+        return _trace_rationale(flips)
+    raise ValueError(f"unknown rationale style {style!r}; expected one of {RATIONALE_STYLES}")
 
 
 def _below(rng: random.Random, n: int) -> int:

@@ -40,15 +40,6 @@ class CalculatorCall:
     result: str  # the forced text (result or error marker, then ">>")
 
 
-def format_result(value: int | float) -> str:
-    """A calculator value as GSM8K writes it: integers without decimals, floats trimmed."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.6f}".rstrip("0").rstrip(".")
-
-
 def open_annotation(text: str) -> tuple[str, str] | None:
     """(expression, text after '=') when `text` ends inside an annotation that has reached its
     first '=', else None."""
@@ -69,7 +60,7 @@ def completion_for(text: str) -> tuple[str, str] | None:
         return None
     expression, after = request
     try:
-        forced = format_result(calculator.evaluate(expression)) + CLOSER
+        forced = calculator.format_number(calculator.evaluate(expression)) + CLOSER
     except calculator.CalculatorError:
         forced = ERROR_MARKER + CLOSER
     if not forced.startswith(after.strip()):

@@ -94,10 +94,8 @@ class Predictor:
         self.decode_config = decode_config
         self.partitioner = partitioner
         self.codec = codec
-        self.module = network.Transformer(config)
         self.params = self._place_params(params)
         self._pause_ids = (codec.token_mask(config.vocab_size, "=") if decode_config.use_calculator else None)
-        self._compiled: dict[tuple, Callable] = {}
 
     # ------------------------------------------------------------------ placement
 
@@ -116,24 +114,6 @@ class Predictor:
     def batch_multiple(self) -> int:
         """Batch sizes must be a multiple of this (the data-parallel mesh size)."""
         return 1 if self.partitioner is None else self.partitioner.data_size
-
-    # ------------------------------------------------------------------ model functions
-
-    def _encode(self, params: Any, encoder_tokens: jax.Array) -> jax.Array:
-        return self.module.apply({"params": params}, encoder_tokens, enable_dropout=False,
-                                 method=self.module.encode)
-
-    def _tokens_to_logits(self, params: Any, encoded: jax.Array,
-                          encoder_tokens: jax.Array) -> Callable[[DecodingState], tuple[jax.Array, Any]]:
-        max_len = self.decode_config.max_decode_length
-
-        def tokens_to_logits(state: DecodingState) -> tuple[jax.Array, Any]:
-            logits, variables = self.module.apply(
-                {"params": params, "cache": state.cache}, encoded, encoder_tokens, state.cur_token,
-                state.cur_token, enable_dropout=False, decode=True, max_decode_length=max_len,
-                mutable=["cache"], method=self.module.decode)
-            return logits[:, -1, :], variables["cache"]
-        return tokens_to_logits
 
     def _init_sample_state(self, batch_size: int, rng: jax.Array, max_forced: int) -> sampling.SampleState:
         max_len = self.decode_config.max_decode_length
@@ -154,39 +134,10 @@ class Predictor:
             return jax.sharding.NamedSharding(self.partitioner.mesh, jax.sharding.PartitionSpec(*spec))
         return jax.tree.map(sharding, cache)
 
-    def _sample_fn(self, pause: bool) -> Callable:
-        cfg = self.decode_config
-        pause_mask = jnp.asarray(self._pause_ids) if pause else None
-
-        def run(params: Any, encoded: jax.Array, encoder_tokens: jax.Array,
-                state: sampling.SampleState) -> sampling.SampleState:
-            return sampling.sample_loop(state, self._tokens_to_logits(params, encoded, encoder_tokens),
-                                        cfg.sampling_config, EOS_ID, pause_mask)
-        return jax.jit(run, donate_argnums=(3,))
-
-    def _beam_fn(self) -> Callable:
-        cfg = self.decode_config
-
-        def run(params: Any, encoder_tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
-            batch = encoder_tokens.shape[0]
-            encoded = self._encode(params, encoder_tokens)
-            encoded = jnp.repeat(encoded, cfg.num_beams, axis=0)
-            tokens = jnp.repeat(encoder_tokens, cfg.num_beams, axis=0)
-            cache = network.init_cache(self.config, batch, cfg.max_decode_length)
-            return beam.beam_search(cache, self._tokens_to_logits(params, encoded, tokens),
-                                    batch_size=batch, num_beams=cfg.num_beams,
-                                    max_decode_len=cfg.max_decode_length, alpha=cfg.alpha,
-                                    cache_batch_axis=_cache_batch_axis(self.config))
-        return jax.jit(run)
-
-    def _function(self, key: str) -> Callable:
-        if key not in self._compiled:
-            builders = {"encode": lambda: jax.jit(self._encode),
-                        "sample": lambda: self._sample_fn(pause=False),
-                        "sample_pause": lambda: self._sample_fn(pause=True),
-                        "beam": self._beam_fn}
-            self._compiled[key] = builders[key]()
-        return self._compiled[key]
+    def _function(self, kind: str) -> Callable:
+        # seed, sample count and calculator do not change the traced loop: share its compilation
+        shape_settings = dataclasses.replace(self.decode_config, seed=0, num_samples=1, use_calculator=False)
+        return compiled_function(self.config, shape_settings, kind)
 
     # ------------------------------------------------------------------ public API
 
@@ -207,16 +158,76 @@ class Predictor:
             state = self._init_sample_state(tokens.shape[0], rng, max_forced)
             calls: dict[int, list[calculator_loop.CalculatorCall]] = {}
             if cfg.use_calculator:
-                loop = functools.partial(self._function("sample_pause"), self.params, encoded, tokens)
+                pause_mask = jnp.asarray(self._pause_ids)
+                run = self._function("sample_pause")
+
+                def loop(s: sampling.SampleState) -> sampling.SampleState:
+                    return run(self.params, encoded, tokens, s, pause_mask)
                 state, made = calculator_loop.decode_with_calculator(loop, state, self.codec, self._pause_ids)
                 for call in made:
                     calls.setdefault(call.row, []).append(call)
             else:
-                state = self._function("sample")(self.params, encoded, tokens, state)
+                state = self._function("sample")(self.params, encoded, tokens, state, None)
             return BatchOutput(np.asarray(state.sequences[:, 1:]), np.asarray(state.log_probs), calls)
 
     def _context(self) -> Any:
         return self.partitioner.context() if self.partitioner is not None else contextlib.nullcontext()
+
+
+def _encode_fn(config: network.T5Config) -> Callable:
+    module = network.Transformer(config)
+
+    def encode(params: Any, encoder_tokens: jax.Array) -> jax.Array:
+        return module.apply({"params": params}, encoder_tokens, enable_dropout=False, method=module.encode)
+    return encode
+
+
+def _tokens_to_logits(config: network.T5Config, max_len: int, params: Any, encoded: jax.Array,
+                      encoder_tokens: jax.Array) -> Callable[[DecodingState], tuple[jax.Array, Any]]:
+    """One decoder step of the model on the KV cache: (logits [B, vocab], new cache)."""
+    module = network.Transformer(config)
+
+    def tokens_to_logits(state: DecodingState) -> tuple[jax.Array, Any]:
+        logits, variables = module.apply(
+            {"params": params, "cache": state.cache}, encoded, encoder_tokens, state.cur_token,
+            state.cur_token, enable_dropout=False, decode=True, max_decode_length=max_len,
+            mutable=["cache"], method=module.decode)
+        return logits[:, -1, :], variables["cache"]
+    return tokens_to_logits
+
+
+def _sample_fn(config: network.T5Config, cfg: DecodeConfig, pause: bool) -> Callable:
+    def run(params: Any, encoded: jax.Array, encoder_tokens: jax.Array, state: sampling.SampleState,
+            pause_mask: jax.Array | None) -> sampling.SampleState:
+        step = _tokens_to_logits(config, cfg.max_decode_length, params, encoded, encoder_tokens)
+        return sampling.sample_loop(state, step, cfg.sampling_config, EOS_ID, pause_mask if pause else None)
+    return run
+
+
+def _beam_fn(config: network.T5Config, cfg: DecodeConfig) -> Callable:
+    encode = _encode_fn(config)
+
+    def run(params: Any, encoder_tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
+        batch = encoder_tokens.shape[0]
+        encoded = jnp.repeat(encode(params, encoder_tokens), cfg.num_beams, axis=0)
+        tokens = jnp.repeat(encoder_tokens, cfg.num_beams, axis=0)
+        cache = network.init_cache(config, batch, cfg.max_decode_length)
+        step = _tokens_to_logits(config, cfg.max_decode_length, params, encoded, tokens)
+        return beam.beam_search(cache, step, batch_size=batch, num_beams=cfg.num_beams,
+                                max_decode_len=cfg.max_decode_length, alpha=cfg.alpha,
+                                cache_batch_axis=_cache_batch_axis(config))
+    return run
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_function(config: network.T5Config, decode_config: DecodeConfig, kind: str) -> Callable:
+    """The jitted `kind` ('encode', 'sample', 'sample_pause', 'beam') function of a model and
+    decoding setup, shared by every Predictor with the same settings (compiled once per shape)."""
+    if kind == "encode":
+        return jax.jit(_encode_fn(config))
+    if kind == "beam":
+        return jax.jit(_beam_fn(config, decode_config))
+    return jax.jit(_sample_fn(config, decode_config, pause=kind == "sample_pause"))
 
 
 def pad_batch(rows: Sequence[Sequence[int]], batch_size: int, length: int) -> np.ndarray:

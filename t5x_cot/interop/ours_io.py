@@ -15,6 +15,7 @@ import os
 import pathlib
 from typing import Any
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import type_handlers
@@ -70,7 +71,8 @@ def write_ours(source: ParamSource, path: str | os.PathLike) -> pathlib.Path:
     root = pathlib.Path(path).absolute()
     root.mkdir(parents=True, exist_ok=True)
     registry = type_handlers.create_type_handler_registry(
-        (np.ndarray, type_handlers.NumpyHandler(deepcopy_host_arrays=False)))
+        (np.ndarray, type_handlers.NumpyHandler(deepcopy_host_arrays=False)),
+        (jax.Array, type_handlers.ArrayHandler()))  # unused here; keeps orbax's array metadata on
     handler = ocp.PyTreeCheckpointHandler(type_handler_registry=registry, use_compression=False)
     ocp.Checkpointer(handler).save(root / checkpoints.PARAMS_ITEM, args=ocp.args.PyTreeSave(read_tree(source)),
                                    force=True)

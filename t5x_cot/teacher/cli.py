@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     endpoint.add_argument("--no-n", action="store_true",
                           help="one request per sample instead of the `n` parameter")
     endpoint.add_argument("--restart", action="store_true",
-                          help="discard stored completions instead of resuming")
+                          help="discard stored completions instead of resuming (a dry run "
+                               "only counts as if they were gone)")
     endpoint.add_argument("--no-progress", action="store_true")
     prompt = parser.add_argument_group("prompt and sampling")
     prompt.add_argument("--mode", choices=("hint", "plain"), default="hint")
@@ -81,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="ingest a /v1/batches output JSONL, then filter and write")
     batch.add_argument("--error-rate", type=float, default=0.0,
                        help="symbolic teacher: fraction of deliberately wrong rationales")
+    batch.add_argument("--rationale-style", choices=("exemplar", "trace"), default="exemplar",
+                       help="symbolic teacher: count the flips as Wei et al.'s exemplars, or "
+                            "trace the coin's side person by person")
     batch.add_argument("--keep-annotations", action="store_true",
                        help="gold teacher: keep GSM8K <<expr=result>> annotations")
 

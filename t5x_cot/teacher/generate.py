@@ -59,7 +59,8 @@ def plan_jobs(examples: Sequence[Example], prompts: Sequence[str], endpoint: str
             for ex, prompt in zip(examples, prompts)]
 
 
-def count_requests(jobs: Sequence[Job], store: CompletionStore, n_supported: bool) -> int:
+def count_requests(jobs: Sequence[Job], store: Mapping[str, Any] | CompletionStore,
+                   n_supported: bool) -> int:
     """HTTP requests still needed (one per question with `n`, else one per sample)."""
     return sum((1 if n_supported else len(m)) for m in (j.missing(store) for j in jobs) if m)
 
@@ -144,15 +145,14 @@ async def fetch(jobs: Sequence[Job], client: TeacherClient, store: CompletionSto
 
 
 def finish(jobs: Sequence[Job], lookup: Mapping[str, dict] | CompletionStore, answer_type: str,
-           teacher: Mapping[str, Any], prompt_id: str | Callable[[Example], str],
+           teacher: Mapping[str, Any], prompt_id: str,
            out: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Summary:
     """Filter every job's completions, write the records and the summary; return it."""
     summary = Summary()
     records: list[dict] = []
     for job in jobs:
-        pid = prompt_id(job.example) if callable(prompt_id) else prompt_id
         entries = [(i, lookup.get(key)) for i, key in enumerate(job.keys)]
-        records.extend(select(job.example, entries, answer_type, teacher, pid, summary))
+        records.extend(select(job.example, entries, answer_type, teacher, prompt_id, summary))
     write_records(out, records)
     payload = {"out": os.fspath(out), **(extra or {}), **summary.as_dict(),
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

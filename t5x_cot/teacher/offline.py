@@ -7,10 +7,10 @@ filter and record writer as endpoint completions:
   `keep_annotations`; lines joined into one paragraph) or StrategyQA's facts joined,
   followed by "The answer is <gold>.".
 * symbolic: Coinflip only; the puzzle is parsed from the question and
-  `coinflip.symbolic_rationale` writes the reasoning. With `error_rate` > 0 a
-  deterministic (by `seed` and example id) fraction of items get a rationale for a
-  puzzle with one person's action reversed, ending in the wrong answer, so the filter
-  has something to drop.
+  `coinflip.symbolic_rationale` writes the reasoning (`style` "exemplar" or "trace").
+  With `error_rate` > 0 a deterministic (by `seed` and example id) fraction of items get
+  a rationale for a puzzle with one person's action reversed, ending in the wrong answer,
+  so the filter has something to drop.
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def is_corrupted(example: Example, error_rate: float, seed: int) -> bool:
     return error_rate > 0 and random.Random(f"{seed}:{example.id}").random() < error_rate
 
 
-def symbolic_text(example: Example, error_rate: float = 0.0, seed: int = 0) -> str:
+def symbolic_text(example: Example, error_rate: float = 0.0, seed: int = 0,
+                  style: str = "exemplar") -> str:
     """A symbolic Coinflip rationale plus the answer sentence (wrong for corrupted items)."""
     from t5x_cot import answers
     from t5x_cot.data import coinflip
@@ -46,11 +47,12 @@ def symbolic_text(example: Example, error_rate: float = 0.0, seed: int = 0) -> s
         pos = random.Random(f"{seed}:{example.id}:step").randrange(len(flips))
         name, flipped = flips[pos]
         flips = [*flips[:pos], (name, not flipped), *flips[pos + 1:]]
-    return answers.format_target(coinflip.symbolic_rationale(flips), coinflip.answer_for(flips))
+    return answers.format_target(coinflip.symbolic_rationale(flips, style),
+                                 coinflip.answer_for(flips))
 
 
 def offline_texts(teacher: str, examples: Sequence[Example], *, keep_annotations: bool = False,
-                  error_rate: float = 0.0, seed: int = 0) -> list[str]:
+                  error_rate: float = 0.0, seed: int = 0, style: str = "exemplar") -> list[str]:
     """The offline teacher's text for each example."""
     if teacher == "gold":
         return [gold_text(ex, keep_annotations) for ex in examples]
@@ -58,5 +60,5 @@ def offline_texts(teacher: str, examples: Sequence[Example], *, keep_annotations
         bad = [ex.task for ex in examples if ex.task != "coinflip"]
         if bad:
             raise ValueError(f"the symbolic teacher only handles coinflip, not {bad[0]}")
-        return [symbolic_text(ex, error_rate, seed) for ex in examples]
+        return [symbolic_text(ex, error_rate, seed, style) for ex in examples]
     raise ValueError(f"unknown offline teacher {teacher!r}; expected one of {OFFLINE_TEACHERS}")

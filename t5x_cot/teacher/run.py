@@ -12,7 +12,7 @@ from t5x_cot.data.example import Example
 from t5x_cot.teacher import batch_api, generate, offline, prompts
 from t5x_cot.teacher.client import (ClientConfig, EndpointUnavailable, SamplingParams,
                                     TeacherClient)
-from t5x_cot.teacher.store import CompletionStore
+from t5x_cot.teacher.store import CompletionStore, load_entries
 
 EXIT_ENDPOINT_DOWN = 3
 
@@ -45,9 +45,10 @@ def _report(summary_text: str, out: str) -> None:
 def run_offline(args: argparse.Namespace, examples: list[Example]) -> int:
     """Gold or symbolic teacher: no endpoint, same filter and records."""
     texts = offline.offline_texts(args.teacher, examples, keep_annotations=args.keep_annotations,
-                                  error_rate=args.error_rate, seed=args.seed)
+                                  error_rate=args.error_rate, seed=args.seed,
+                                  style=args.rationale_style)
     params = {"keep_annotations": args.keep_annotations} if args.teacher == "gold" else {
-        "error_rate": args.error_rate, "seed": args.seed}
+        "error_rate": args.error_rate, "seed": args.seed, "rationale_style": args.rationale_style}
     jobs = generate.plan_jobs(examples, [ex.question for ex in examples], "offline",
                               args.teacher, params, 1)
     lookup = {job.keys[0]: {"text": text, "finish_reason": "stop", "usage": {}}
@@ -60,18 +61,17 @@ def run_offline(args: argparse.Namespace, examples: list[Example]) -> int:
     return 0
 
 
-def _prompts(args: argparse.Namespace, examples: list[Example]) -> tuple[list[str], list[str]]:
+def _prompts(args: argparse.Namespace, examples: list[Example]) -> tuple[list[str], str]:
+    """The prompt for each example and the prompt id they share."""
     if args.exemplars_from_train:
         pool = prompts.ExemplarPool(load_examples(args.task, "train", args.data_dir),
                                     args.exemplars_from_train, args.seed)
         pid = prompts.prompt_id(args.task, args.mode,
                                 f"pool:{args.seed}:{args.exemplars_from_train}")
-        return [prompts.build_prompt(ex, pool.draw(ex), args.mode) for ex in examples], \
-            [pid] * len(examples)
+        return [prompts.build_prompt(ex, pool.draw(ex), args.mode) for ex in examples], pid
     exemplars = prompts.load_exemplars(args.task, args.exemplars)
     pid = prompts.prompt_id(args.task, args.mode, exemplars)
-    return [prompts.build_prompt(ex, exemplars, args.mode) for ex in examples], \
-        [pid] * len(examples)
+    return [prompts.build_prompt(ex, exemplars, args.mode) for ex in examples], pid
 
 
 def run_endpoint(args: argparse.Namespace, examples: list[Example]) -> int:
@@ -91,24 +91,26 @@ def run_endpoint(args: argparse.Namespace, examples: list[Example]) -> int:
                             stop=tuple(args.stop) if args.stop else ("\nQ:",),
                             seed=args.sampling_seed)
     key_params = {**params.as_dict(), "mode": args.mode}
-    texts, pids = _prompts(args, examples)
+    texts, pid = _prompts(args, examples)
     jobs = generate.plan_jobs(examples, texts, config.endpoint, args.model, key_params,
                               args.samples)
-    pid_of = dict(zip((ex.id for ex in examples), pids))
-    if args.restart and os.path.exists(generate.store_path(args.out)):
-        os.remove(generate.store_path(args.out))
-    with CompletionStore(generate.store_path(args.out)) as store:
-        n_supported = not args.no_n
+    path = generate.store_path(args.out)
+    n_supported = not args.no_n
+    if args.dry_run:
+        stored = {} if args.restart else load_entries(path)
+        pending = generate.count_requests(jobs, stored, n_supported)
+        prompt_tokens = sum(len(j.prompt) // 4 for j in jobs if j.missing(stored))
+        estimate = prompt_tokens * (1 if n_supported else args.samples) + \
+            args.max_tokens * sum(len(j.missing(stored)) for j in jobs)
+        print(texts[0] if texts else "(no questions)")
+        print(f"--- {len(jobs)} questions, {pending} requests to send "
+              f"({len(stored)} completions already stored), about {estimate} tokens "
+              f"(prompt ~4 characters per token, completions at --max-tokens)")
+        return 0
+    if args.restart and os.path.exists(path):
+        os.remove(path)
+    with CompletionStore(path) as store:
         pending = generate.count_requests(jobs, store, n_supported)
-        if args.dry_run:
-            prompt_tokens = sum(len(j.prompt) // 4 for j in jobs if j.missing(store))
-            estimate = prompt_tokens * (1 if n_supported else args.samples) + \
-                args.max_tokens * sum(len(j.missing(store)) for j in jobs)
-            print(texts[0] if texts else "(no questions)")
-            print(f"--- {len(jobs)} questions, {pending} requests to send "
-                  f"({len(store)} completions already stored), about {estimate} tokens "
-                  f"(prompt ~4 characters per token, completions at --max-tokens)")
-            return 0
         if args.batch_write:
             count = batch_api.write_requests(args.batch_write, jobs, store, config, params)
             print(f"wrote {count} batch requests to {args.batch_write}")
@@ -120,9 +122,10 @@ def run_endpoint(args: argparse.Namespace, examples: list[Example]) -> int:
                   f"{args.batch_ingest}")
         elif pending:
             status = asyncio.run(_fetch_all(args, config, jobs, store, params, pending))
-        teacher = {"endpoint": config.base_url, "model": args.model, "params": key_params}
+        teacher = {"endpoint": redact_env(config.base_url, args.api_key_env),
+                   "model": args.model, "params": key_params}
         summary = generate.finish(jobs, store, _answer_type(args.task), teacher,
-                                  lambda ex: pid_of[ex.id], args.out,
+                                  pid, args.out,
                                   {"task": args.task, "split": args.split, "teacher": teacher})
     _report(summary.text(), args.out)
     return status

@@ -32,15 +32,21 @@ def completion_key(endpoint: str, model: str, params: Mapping[str, Any], prompt:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def load_entries(path: str | os.PathLike) -> dict[str, dict]:
+    """Read-only view of a store file: key -> first entry with that key ({} if absent)."""
+    entries: dict[str, dict] = {}
+    if os.path.exists(path):
+        for _, entry in iter_jsonl(path):
+            entries.setdefault(entry["key"], entry)
+    return entries
+
+
 class CompletionStore:
     """Completions keyed by `completion_key`, persisted to an append-only JSONL file."""
 
     def __init__(self, path: str | os.PathLike, fsync_every: int = 64):
         self.path = os.fspath(path)
-        self.entries: dict[str, dict] = {}
-        if os.path.exists(self.path):
-            for _, entry in iter_jsonl(self.path):
-                self.entries.setdefault(entry["key"], entry)
+        self.entries = load_entries(self.path)
         self._fh = open_append(self.path)
         self._fsync_every = max(1, fsync_every)
         self._unsynced = 0
