@@ -111,11 +111,12 @@ def parse_gin_flags(argv: Sequence[str], *, search_paths: Sequence[str] = (),
 
 
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str] = (), *,
-              module_macros: Sequence[str] = ("MIXTURE_OR_TASK_MODULE",)) -> None:
+              module_macros: Sequence[str] = ("MIXTURE_OR_TASK_MODULE",), require_macros: bool = True) -> None:
     """Clear the gin config, then parse `gin_files` and `bindings` (in order) and validate macros.
 
     The modules named by `module_macros` (T5X's MIXTURE_OR_TASK_MODULE) are imported first,
-    so bindings of the configurables they register resolve.
+    so bindings of the configurables they register resolve. `require_macros=False` lets
+    `%gin.REQUIRED` macros stay unset (for tools that only read part of a run config).
     """
     paths = [*search_paths, *default_search_paths()]
     resolved = [resolve_gin_file(name, paths) for name in gin_files]
@@ -131,7 +132,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: S
                 except ImportError as error:
                     raise GinConfigError(f"{name}={module!r} cannot be imported: {error}") from error
     _parse_all(resolved, bindings)
-    check_macros(_macro_names(bindings))
+    check_macros(_macro_names(bindings), require=require_macros)
 
 
 def _parse_all(files: Sequence[str], bindings: Sequence[str], skip_unknown: bool = False) -> None:
@@ -145,7 +146,7 @@ def _parse_all(files: Sequence[str], bindings: Sequence[str], skip_unknown: bool
             gin.parse_config(binding, skip_unknown=skip_unknown)
 
 
-def check_macros(cli_macros: Sequence[str] = ()) -> None:
+def check_macros(cli_macros: Sequence[str] = (), require: bool = True) -> None:
     """Validate macros: each used one is set, none is still REQUIRED, each CLI one is used."""
     defined = {name: value for (name, kind), params in gin.config._CONFIG.items()  # noqa: SLF001
                if kind == "gin.macro" for value in [params.get("value")]}
@@ -161,7 +162,7 @@ def check_macros(cli_macros: Sequence[str] = ()) -> None:
         if name not in defined:
             raise GinConfigError(f"gin macro %{name} is used but never set{_did_you_mean(name, defined)}")
     missing = [name for name, value in sorted(defined.items()) if _is_required(value) and name in used]
-    if missing:
+    if missing and require:
         raise GinConfigError(f"missing required gin macro{'s' if len(missing) > 1 else ''} "
                              f"{', '.join(missing)}: set with --gin.NAME=VALUE")
 
@@ -315,5 +316,5 @@ def model_from_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
     if not is_registered("t5x_cot.gin_utils.model_of_config"):
         gin.external_configurable(model_of_config, module="t5x_cot.gin_utils")
     parse_gin(gin_files, [*bindings, "t5x_cot.gin_utils.model_of_config.model = %MODEL"], search_paths,
-              module_macros=())
+              module_macros=(), require_macros=False)
     return call_configurable("t5x_cot.gin_utils.model_of_config")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -151,7 +152,8 @@ def build_plan(model: Any, param_axes: Any, *, mesh_shape: dict[str, int], rules
     rule_list = resolve_rules(rules)
     inputs_length, targets_length = lengths
     input_shapes = {"encoder_input_tokens": (batch_size, inputs_length),
-                    "decoder_input_tokens": (batch_size, targets_length)}
+                    "decoder_input_tokens": (batch_size, targets_length),
+                    "decoder_target_tokens": (batch_size, targets_length)}
     abstract_params = model.param_shapes(input_shapes)
     axes = normalize_axes_tree(param_axes)
     param_specs = jax.tree.map(lambda ax, x: mesh_spec(ax, rule_list, mesh_shape, x.shape), axes, abstract_params,
@@ -235,13 +237,13 @@ def run(args: argparse.Namespace) -> int:
         model = gin_utils.model_from_gin(args.gin_file, args.gin_bindings,
                                          [p for p in args.gin_search_paths.split(",") if p])
     except gin_utils.GinConfigError as error:
-        print(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
         return 2
     lengths = gin_utils.macro_value("TASK_FEATURE_LENGTHS") or {"inputs": 512, "targets": 256}
     devices = args.devices or jax.device_count()
     num_partitions = args.num_partitions or _gin_value("partitioning.Partitioner.num_partitions", 1) or 1
     if devices % num_partitions:
-        print(f"error: --num_partitions {num_partitions} does not divide {devices} devices")
+        print(f"error: --num_partitions {num_partitions} does not divide {devices} devices", file=sys.stderr)
         return 2
     plan = build_plan(
         model, network.param_logical_axes(model.config),

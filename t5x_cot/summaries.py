@@ -18,30 +18,27 @@ from typing import Any, TextIO
 import jax
 import numpy as np
 
-# Dense bf16 peak FLOP/s per device, by jax `device_kind` prefix (public spec sheets).
-PEAK_FLOPS = {
-    "NVIDIA H200": 989e12, "NVIDIA H100": 989e12, "NVIDIA A100": 312e12, "NVIDIA L4": 121e12,
-    "NVIDIA A10G": 125e12, "NVIDIA V100": 125e12, "TPU v6": 918e12, "TPU v5p": 459e12,
-    "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v4": 275e12, "TPU v3": 123e12,
-}
 _MEASURED_CPU_PEAK: dict[str, float] = {}
 
 
 def device_peak_flops(device: Any = None) -> tuple[float, str]:
     """(peak FLOP/s of one device, where the number comes from).
 
-    Accelerators: the spec-sheet dense bf16 peak. CPU: no spec number exists, so the float32
-    FLOP/s of a large matmul measured once on this machine is used (an achievable peak).
+    `t5x_cot.model.flops.peak_flops_per_device` (env T5X_COT_PEAK_FLOPS, else the spec-sheet
+    bf16 peak of the device kind); for a CPU, which has no spec number there, the float32
+    FLOP/s of a large matmul measured once on this machine (an achievable peak).
     """
+    from t5x_cot.model import flops
+
     device = device or jax.devices()[0]
-    for prefix, flops in PEAK_FLOPS.items():
-        if device.device_kind.startswith(prefix):
-            return flops, f"{prefix} spec bf16 peak"
+    peak = flops.peak_flops_per_device(device.device_kind)
+    if peak is not None:
+        return peak, f"{device.device_kind} peak (spec sheet or {flops.PEAK_FLOPS_ENV})"
     if device.platform == "cpu":
         if "cpu" not in _MEASURED_CPU_PEAK:
             _MEASURED_CPU_PEAK["cpu"] = _measure_matmul_flops(device)
         return _MEASURED_CPU_PEAK["cpu"], "measured f32 matmul peak of this CPU"
-    return float("nan"), f"unknown peak for {device.device_kind}"
+    return float("nan"), f"unknown peak for {device.device_kind} (set {flops.PEAK_FLOPS_ENV})"
 
 
 def _measure_matmul_flops(device: Any, n: int = 1024, repeats: int = 5) -> float:
@@ -113,7 +110,7 @@ class MetricLogger:
         self.num_devices = jax.device_count()
         self.peak_flops, self.peak_source = device_peak_flops()
         self.writes = jax.process_index() == 0
-        self._pending: list[tuple[int, dict[str, jax.Array], int, int]] = []
+        self._pending: list[tuple[int, dict[str, jax.Array], int, int, bool]] = []
         self._window_start = time.perf_counter()
         self._run_start = self._window_start
         self._run_start_step = start_step
@@ -125,13 +122,17 @@ class MetricLogger:
             self._jsonl = (root / "train_metrics.jsonl").open("a", encoding="utf-8")
             self._tb = TensorBoardWriter(root / "train")
 
-    def restart_clock(self) -> None:
-        """Start timing now (call after compilation so tokens/s and MFU measure steady state)."""
-        self._window_start = time.perf_counter()
+    def add(self, step: int, metrics: dict[str, jax.Array], real_tokens: int, padded_tokens: int,
+            timed: bool = True) -> None:
+        """Record step `step`'s metrics (still on device); flush every `log_every` steps.
 
-    def add(self, step: int, metrics: dict[str, jax.Array], real_tokens: int, padded_tokens: int) -> None:
-        """Record step `step`'s metrics (still on device); flush every `log_every` steps."""
-        self._pending.append((step, metrics, real_tokens, padded_tokens))
+        An untimed step (the one that compiled) is logged but left out of tokens/s and MFU, and
+        the clock restarts after it.
+        """
+        self._pending.append((step, metrics, real_tokens, padded_tokens, timed))
+        if not timed:
+            self._window_start = time.perf_counter()
+            self._run_start, self._run_start_step = self._window_start, step
         if step % self.log_every == 0 or step >= self.total_steps:
             self.flush()
 
@@ -139,19 +140,21 @@ class MetricLogger:
         """Fetch pending metrics, write them, print the progress line; returns the window summary."""
         if not self._pending:
             return self.last
-        steps, device_metrics, real, padded = zip(*self._pending)
+        steps, device_metrics, real, padded, timed = zip(*self._pending)
         fetched = jax.device_get(list(device_metrics))
         self._pending = []
         elapsed = max(time.perf_counter() - self._window_start, 1e-9)
         self._window_start = time.perf_counter()
         summary = {name: float(np.mean([m[name] for m in fetched])) for name in fetched[-1]}
-        summary["tokens_per_second"] = sum(real) / elapsed
-        summary["padded_tokens_per_second"] = sum(padded) / elapsed
-        summary["steps_per_second"] = len(steps) / elapsed
-        if self.flops_per_step:
-            achieved = self.flops_per_step * len(steps) / elapsed
-            summary["model_tflops_per_second"] = achieved / 1e12
-            summary["mfu"] = achieved / (self.peak_flops * self.num_devices)
+        timed_steps = sum(timed)
+        if timed_steps:
+            summary["tokens_per_second"] = sum(r for r, t in zip(real, timed) if t) / elapsed
+            summary["padded_tokens_per_second"] = sum(p for p, t in zip(padded, timed) if t) / elapsed
+            summary["steps_per_second"] = timed_steps / elapsed
+            if self.flops_per_step:
+                achieved = self.flops_per_step * timed_steps / elapsed
+                summary["model_tflops_per_second"] = achieved / 1e12
+                summary["mfu"] = achieved / (self.peak_flops * self.num_devices)
         self.last = summary
         if self.writes:
             for step, values in zip(steps, fetched):
@@ -169,7 +172,8 @@ class MetricLogger:
         parts = [f"step {step}/{self.total_steps}", f"loss {summary.get('loss', float('nan')):.4f}"]
         if "loss_per_nonpadding_target_token" in summary:
             parts.append(f"loss/token {summary['loss_per_nonpadding_target_token']:.4f}")
-        parts.append(f"tokens/s {summary['tokens_per_second']:,.0f}")
+        if "tokens_per_second" in summary:
+            parts.append(f"tokens/s {summary['tokens_per_second']:,.0f}")
         if "mfu" in summary:
             parts.append(f"MFU {100 * summary['mfu']:.2f}%")
         parts.append(f"ETA {eta}")

@@ -104,18 +104,16 @@ def train(*, model: Any, model_dir: str, train_dataset_cfg: Any, total_steps: in
     if jax.process_index() == 0 and gin.config_str().strip():
         gin_utils.write_operative_config(model_dir)
 
-    metrics = summaries.MetricLogger(model_dir, total_steps=total_steps, start_step=start_step,
-                                     flops_per_step=_flops_per_step(model.config, input_shapes),
-                                     log_every=log_every)
     if start_step >= total_steps:
         _say(f"MODEL_DIR {model_dir} is already at step {start_step} (TRAIN_STEPS {total_steps}): nothing to do")
         checkpointer.close()
-        metrics.close()
         return TrainResult(state, start_step, {})
+    metrics = summaries.MetricLogger(model_dir, total_steps=total_steps, start_step=start_step,
+                                     flops_per_step=_flops_per_step(model.config, input_shapes),
+                                     log_every=log_every)
     batches = data_pipeline.BatchIterator(data_cfg, shard_id=shard_id, num_shards=num_shards,
                                           start_batch=start_batch, per_host_batch_size=per_host)
-    eval_batches = _eval_batches(data_cfg, eval_split, eval_steps, shard_id, num_shards, per_host) \
-        if eval_period else None
+    eval_batches: list | None = None
 
     step = start_step
     with _preemption_flag() as preempted:
@@ -123,13 +121,15 @@ def train(*, model: Any, model_dir: str, train_dataset_cfg: Any, total_steps: in
             local = next(batches)
             real, padded = summaries.count_tokens(local)
             state, step_metrics = trainer.train_step(state, partitioner.global_batch(local, global_batch))
-            if step == start_step + 1:
+            first = step == start_step + 1
+            if first:  # compilation: not part of the throughput windows
                 jax.block_until_ready(step_metrics)
-                metrics.restart_clock()
-            metrics.add(step, step_metrics, real * num_shards, padded * num_shards)
+            metrics.add(step, step_metrics, real * num_shards, padded * num_shards, timed=not first)
             if checkpointer.should_save(step):
                 checkpointer.save(step, state, batches.state())
             if eval_period and step % eval_period == 0:
+                if eval_batches is None:
+                    eval_batches = _eval_batches(data_cfg, eval_split, eval_steps, shard_id, num_shards, per_host)
                 metrics.scalars(step, _evaluate(trainer, state.params, eval_batches, partitioner, global_batch))
             if _stop_requested(preempted, step, log_every):
                 _say(f"SIGTERM: saving step {step} and exiting")

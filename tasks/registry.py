@@ -35,6 +35,8 @@ def _task_specs() -> dict[str, tuple[str, Callable[[str], list], Sequence[str]]]
         specs[f"gsm8k_cot_{suffix}"] = (
             "gsm8k", functools.partial(sources.cot_rows, "gsm8k", fraction=fraction),
             sources.SPLITS)
+    specs["gsm8k_gold_cot_calc"] = (
+        "gsm8k", functools.partial(sources.gold_cot_calc_rows, "gsm8k"), sources.SPLITS)
     for people in (3, 4):
         specs[f"coinflip_ood{people}"] = (
             "coinflip", functools.partial(sources.coinflip_ood_rows, people), ("test",))

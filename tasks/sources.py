@@ -124,6 +124,16 @@ def gold_cot_rows(task: str, split: str) -> list[Row]:
     return [_row(e, gold_rationale(e)) for e in examples_for(task, split)]
 
 
+def gold_cot_calc_rows(task: str, split: str) -> list[Row]:
+    """Gold rationales that keep GSM8K's `<<expr=result>>` calculator annotations.
+
+    The T5 vocabulary has no `<`, so `<<` becomes the unknown token: a student trained on
+    these targets learns to open an annotation with it, which is what the decoder's
+    calculator-in-the-loop (`USE_CALCULATOR=True`) watches for.
+    """
+    return [_row(e, gold_rationale(e, keep_annotations=True)) for e in examples_for(task, split)]
+
+
 def answer_only_rows(task: str, split: str) -> list[Row]:
     """Targets `The answer is <answer>.` (the paper's baseline)."""
     return [_row(e, "") for e in examples_for(task, split)]

@@ -8,8 +8,10 @@ from t5x_cot.decoding import self_consistency
 from t5x_cot.decoding.codec import SentencePieceCodec
 from t5x_cot.decoding.generate import generate
 from t5x_cot.decoding.predict import DecodeConfig, Predictor
+from t5x_cot.partitioning import Partitioner
 
-from decoding_helpers import BATCH_SIZE, INPUT_LENGTH, MAX_DECODE_LENGTH, TEMPERATURE, TOP_K, tiny_model  # noqa: E402  pylint: disable=wrong-import-order
+from decoding_helpers import (  # noqa: E402  pylint: disable=wrong-import-order
+    BATCH_SIZE, INPUT_LENGTH, MAX_DECODE_LENGTH, TEMPERATURE, TOP_K, tiny_model)
 
 
 def _texts(answers: list[str | None]) -> list[str]:
@@ -51,7 +53,9 @@ def _samples(sampler, seed: int) -> list[list[str]]:
     config, params, codec = sampler
     decode = DecodeConfig(strategy="sample", max_decode_length=MAX_DECODE_LENGTH, temperature=TEMPERATURE,
                           topk=TOP_K, seed=seed, num_samples=4)
-    out = generate(Predictor(config, params, decode, codec=codec), codec, ["Is it?", "What is 2+2?"],
+    # a partitioner as eval.gin's, so the compiled loop is the one the eval tests use too
+    predictor = Predictor(config, params, decode, Partitioner(), codec)
+    out = generate(predictor, codec, ["Is it?", "What is 2+2?"],
                    batch_size=BATCH_SIZE, input_length=INPUT_LENGTH, num_samples=4)
     return [[g.text for g in gens] for gens in out]
 

@@ -8,7 +8,8 @@ import pytest
 from t5x_cot import eval as eval_lib
 from t5x_cot.decoding.generate import Generation
 
-from decoding_helpers import MAX_DECODE_LENGTH, SHAPE_FLAGS, TINY_GIN, save_tiny_checkpoint  # noqa: E402  pylint: disable=wrong-import-order
+from decoding_helpers import (  # noqa: E402  pylint: disable=wrong-import-order
+    MAX_DECODE_LENGTH, SHAPE_FLAGS, TINY_GIN, save_tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")

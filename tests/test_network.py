@@ -122,7 +122,6 @@ def test_packed_batch_equals_each_example_alone(tiny_params, forward):
     logits = np.asarray(logits)
     np.testing.assert_allclose(logits[0, :4], logits[1, :4], atol=2e-5)
     np.testing.assert_allclose(logits[0, 4:6], logits[2, :2], atol=2e-5)
-    assert np.abs(logits[0, :4] - logits[1, :4]).max() < 2e-5
 
 
 def _incremental_logits(config: T5Config, params, enc, dec_in) -> np.ndarray:
@@ -182,7 +181,8 @@ def test_scanned_and_remat_layers_equal_unrolled(tiny_params, padded_batch):
 def test_dropout_only_when_enabled(tiny_params, padded_batch, forward):
     enc, dec_in, tgt = padded_batch
     plain = np.asarray(forward(tiny_params, enc, dec_in, tgt))
-    dropped = [np.asarray(forward(tiny_params, enc, dec_in, tgt, jax.random.key(seed, impl="rbg"))) for seed in (1, 1, 2)]
+    dropped = [np.asarray(forward(tiny_params, enc, dec_in, tgt, jax.random.key(seed, impl="rbg")))
+               for seed in (1, 1, 2)]
     np.testing.assert_array_equal(dropped[0], dropped[1])
     assert np.abs(dropped[0] - plain).max() > 1e-3 and np.abs(dropped[0] - dropped[2]).max() > 1e-3
 
@@ -218,12 +218,16 @@ def test_config_errors_name_the_field():
         T5Config(remat_policy="sometimes")
     with pytest.raises(ValueError, match="gelu"):
         T5Config(mlp_activations=("gleu",))
-    with pytest.raises(ValueError, match="one token per call"):
-        params = EncoderDecoderModel(TINY).param_shapes({"encoder_input_tokens": (1, 3),
-                                                          "decoder_target_tokens": (1, 4)})
-        params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), params)
-        cache = network.init_cache(TINY, 1, 4)
-        tokens = jnp.ones((1, 2), jnp.int32)
+    params = EncoderDecoderModel(TINY).param_shapes({"encoder_input_tokens": (1, 3), "decoder_target_tokens": (1, 4)})
+    params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), params)
+    cache = network.init_cache(TINY, 1, 4)
+
+    def step(tokens, max_decode_length):
         Transformer(TINY).apply({"params": params, "cache": cache}, jnp.ones((1, 3, 16)), jnp.ones((1, 3), jnp.int32),
-                                tokens, tokens, enable_dropout=False, decode=True, max_decode_length=4,
-                                method=Transformer.decode, mutable=["cache"])
+                                tokens, tokens, enable_dropout=False, decode=True,
+                                max_decode_length=max_decode_length, method=Transformer.decode, mutable=["cache"])
+
+    with pytest.raises(ValueError, match="one token per call"):
+        step(jnp.ones((1, 2), jnp.int32), 4)
+    with pytest.raises(ValueError, match="max_decode_length=4"):
+        step(jnp.ones((1, 1), jnp.int32), None)

@@ -80,6 +80,7 @@ def test_gin_sizes_have_the_published_shapes():
         (512, 6, 64, 1024, 8)
     assert small.mlp_activations == ("gelu", "linear") and not small.logits_via_embedding
     big = gin_config("t5_1_0", "11B")
-    assert (big.emb_dim, big.num_heads, big.head_dim, big.mlp_dim, big.num_decoder_layers) == (1024, 128, 128, 65536, 24)
+    assert (big.emb_dim, big.num_heads, big.head_dim, big.mlp_dim, big.num_decoder_layers) == \
+        (1024, 128, 128, 65536, 24)
     assert big.mlp_activations == ("relu",) and big.logits_via_embedding
     assert big.dtype == "bfloat16" and big.dropout_rate == 0.0 and big.vocab_size == 32128

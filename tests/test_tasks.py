@@ -77,7 +77,7 @@ def test_registers_every_name_once_and_again():
     names = set(seqio.TaskRegistry.names())
     expected = {f"{t}_{v}" for t in sources.TASKS for v in ("cot", "gold_cot", "answer_only")}
     expected |= {"gsm8k_cot_frac12", "gsm8k_cot_frac25", "gsm8k_cot_frac50",
-                 "coinflip_ood3", "coinflip_ood4"}
+                 "gsm8k_gold_cot_calc", "coinflip_ood3", "coinflip_ood4"}
     assert expected <= names and set(registry.task_names()) == expected
     assert {"cot_all", "gold_cot_all", "answer_only_all"} <= set(seqio.MixtureRegistry.names())
     registry.register()  # a second registration is a no-op, not seqio's duplicate error
@@ -308,3 +308,15 @@ def test_experiment_gin_defaults_name_registered_tasks_and_truncate_under_1_perc
             for feature, count in report["truncated"].items():
                 assert count < 0.01 * report["examples"], (path.name, member, feature, count)
     gin.clear_config()
+
+
+def test_calc_variant_keeps_annotations_as_unknown_token_openers(vocab_path):
+    vocabulary = vocab.get_vocabulary(str(vocab_path))
+    task = seqio.get_mixture_or_task("gsm8k_gold_cot_calc")
+    ex = next(task.get_dataset(None, split="train", shuffle=False).as_numpy_iterator())
+    text = vocabulary.decode(ex["targets"].tolist())
+    assert vocabulary.tokenizer.unk_id() in ex["targets"].tolist()  # "<<" has no piece
+    assert "=" in text and ">>" in text
+    plain = next(seqio.get_mixture_or_task("gsm8k_gold_cot").get_dataset(
+        None, split="train", shuffle=False).as_numpy_iterator())
+    assert plain["id"] == ex["id"] and ">>" not in vocabulary.decode(plain["targets"].tolist())

@@ -5,7 +5,6 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 
 import jax
-import numpy as np
 from tqdm.auto import tqdm
 
 from t5x_cot.decoding.calculator_loop import CalculatorCall

@@ -30,7 +30,7 @@ STRATEGIES = ("greedy", "beam", "sample")
 @dataclasses.dataclass(frozen=True)
 class DecodeConfig:
     """How to decode. `strategy`: greedy | beam | sample. `num_samples` > 1 samples that many
-    rationales per input (self-consistency; implies sampling). `use_calculator` completes
+    rationales per input (self-consistency; needs strategy "sample"). `use_calculator` completes
     `<<expr=` annotations with the calculator (greedy and sampling)."""
 
     strategy: str = "greedy"
@@ -174,7 +174,8 @@ class Predictor:
         return self.partitioner.context() if self.partitioner is not None else contextlib.nullcontext()
 
 
-def _encode_fn(config: network.T5Config) -> Callable:
+def encode_fn(config: network.T5Config) -> Callable:
+    """encode(params, encoder_tokens) -> encoder outputs (dropout off)."""
     module = network.Transformer(config)
 
     def encode(params: Any, encoder_tokens: jax.Array) -> jax.Array:
@@ -182,7 +183,7 @@ def _encode_fn(config: network.T5Config) -> Callable:
     return encode
 
 
-def _tokens_to_logits(config: network.T5Config, max_len: int, params: Any, encoded: jax.Array,
+def model_tokens_to_logits(config: network.T5Config, max_len: int, params: Any, encoded: jax.Array,
                       encoder_tokens: jax.Array) -> Callable[[DecodingState], tuple[jax.Array, Any]]:
     """One decoder step of the model on the KV cache: (logits [B, vocab], new cache)."""
     module = network.Transformer(config)
@@ -199,20 +200,20 @@ def _tokens_to_logits(config: network.T5Config, max_len: int, params: Any, encod
 def _sample_fn(config: network.T5Config, cfg: DecodeConfig, pause: bool) -> Callable:
     def run(params: Any, encoded: jax.Array, encoder_tokens: jax.Array, state: sampling.SampleState,
             pause_mask: jax.Array | None) -> sampling.SampleState:
-        step = _tokens_to_logits(config, cfg.max_decode_length, params, encoded, encoder_tokens)
+        step = model_tokens_to_logits(config, cfg.max_decode_length, params, encoded, encoder_tokens)
         return sampling.sample_loop(state, step, cfg.sampling_config, EOS_ID, pause_mask if pause else None)
     return run
 
 
 def _beam_fn(config: network.T5Config, cfg: DecodeConfig) -> Callable:
-    encode = _encode_fn(config)
+    encode = encode_fn(config)
 
     def run(params: Any, encoder_tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
         batch = encoder_tokens.shape[0]
         encoded = jnp.repeat(encode(params, encoder_tokens), cfg.num_beams, axis=0)
         tokens = jnp.repeat(encoder_tokens, cfg.num_beams, axis=0)
         cache = network.init_cache(config, batch, cfg.max_decode_length)
-        step = _tokens_to_logits(config, cfg.max_decode_length, params, encoded, tokens)
+        step = model_tokens_to_logits(config, cfg.max_decode_length, params, encoded, tokens)
         return beam.beam_search(cache, step, batch_size=batch, num_beams=cfg.num_beams,
                                 max_decode_len=cfg.max_decode_length, alpha=cfg.alpha,
                                 cache_batch_axis=_cache_batch_axis(config))
@@ -224,7 +225,7 @@ def compiled_function(config: network.T5Config, decode_config: DecodeConfig, kin
     """The jitted `kind` ('encode', 'sample', 'sample_pause', 'beam') function of a model and
     decoding setup, shared by every Predictor with the same settings (compiled once per shape)."""
     if kind == "encode":
-        return jax.jit(_encode_fn(config))
+        return jax.jit(encode_fn(config))
     if kind == "beam":
         return jax.jit(_beam_fn(config, decode_config))
     return jax.jit(_sample_fn(config, decode_config, pause=kind == "sample_pause"))

@@ -33,18 +33,24 @@ def constrain(x: Array, axes: tuple[str | None, ...]) -> Array:
     return nn.with_logical_constraint(x, axes)
 
 
+_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "linear": lambda x: x,
+    "relu": jax.nn.relu,
+    "gelu": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_exact": functools.partial(jax.nn.gelu, approximate=False),
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+}
+
+
 def activation_fn(name: str) -> Callable[[Array], Array]:
     """T5X activation names: 'relu', 'gelu' (tanh approximation = HF "gelu_new"), 'linear', ..."""
-    if name == "linear":
-        return lambda x: x
-    if name == "gelu":
-        return functools.partial(jax.nn.gelu, approximate=True)
-    if name == "gelu_exact":
-        return functools.partial(jax.nn.gelu, approximate=False)
-    if name in ("relu", "silu", "swish", "tanh", "sigmoid"):
-        return getattr(jax.nn, name) if name != "tanh" else jnp.tanh
-    raise ValueError(f"unknown MLP activation {name!r}; expected relu, gelu, gelu_exact, linear, silu, "
-                     "swish, tanh or sigmoid")
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown MLP activation {name!r} in T5Config.mlp_activations; expected one of "
+                         + ", ".join(sorted(_ACTIVATIONS)))
+    return _ACTIVATIONS[name]
 
 
 class Dense(nn.Module):
@@ -74,7 +80,7 @@ class Embed(nn.Module):
                                     (self.num_embeddings, self.features), jnp.float32)
 
     def __call__(self, tokens: Array) -> Array:
-        return jnp.take(self.embedding.astype(self.dtype), tokens, axis=0)
+        return jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)
 
     def attend(self, query: Array) -> Array:
         """query [..., embed] -> [..., vocab] against the embedding, in float32."""
@@ -207,7 +213,7 @@ class MultiHeadDotProductAttention(nn.Module):
 
         if self.float32_logits:
             query, key = query.astype(jnp.float32), key.astype(jnp.float32)
-        logits = jnp.einsum("bqhd,bkhd->bhqk", query, key).astype(jnp.float32)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
         if bias is not None:
             logits = logits + bias
         weights = jax.nn.softmax(logits).astype(self.dtype)
@@ -230,6 +236,9 @@ class MultiHeadDotProductAttention(nn.Module):
         if query.shape != (batch, 1, num_heads, head_dim):
             raise ValueError(f"decode expects one token per call: query shape {query.shape}, expected "
                              f"{(batch, 1, num_heads, head_dim)}")
+        if bias is not None and bias.shape[-2] != max_length:
+            raise ValueError(f"decode step got a relative position bias for {bias.shape[-2]} positions but the "
+                             f"cache holds {max_length}: pass max_decode_length={max_length}")
         index = cache_index.value
         zero = jnp.array(0, jnp.int32)
         key = jax.lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype),

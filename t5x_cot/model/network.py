@@ -20,11 +20,22 @@ Param tree (unscanned), as T5X checkpoints::
 With `scan_layers=True` the layers live under `encoder/layers/...` and `decoder/layers/...`
 with a leading 'layers' axis; `stack_layers` / `unstack_layers` convert between the two.
 
-Decoding (T5X style): build the cache with `init_cache(config, batch, max_decode_length)`, then
-call `Transformer.decode(..., decode=True, max_decode_length=L)` with one decoder token per call,
-`mutable=['cache']`. Each self-attention layer holds `cached_key`, `cached_value`
-[batch, L, heads, head_dim] and a scalar `cache_index` (stacked along a leading layer axis when
-scanned); cross-attention keys/values are recomputed from `encoded` each step.
+Decoding (T5X style), one decoder token per call::
+
+    model = Transformer(config)
+    encoded = model.apply({'params': params}, enc_tokens, enable_dropout=False, method=Transformer.encode)
+    cache = init_cache(config, batch_size, max_decode_length)   # zeros, nothing computed
+    logits, variables = model.apply({'params': params, 'cache': cache}, encoded, enc_tokens,
+                                    token, token, enable_dropout=False, decode=True,
+                                    max_decode_length=max_decode_length,
+                                    method=Transformer.decode, mutable=['cache'])
+    cache = variables['cache']                                   # token: [batch, 1]
+
+(T5X's way — `model.init(..., decode=True)` on full-length decoder inputs and taking
+`['cache']` — builds the same cache.) Each self-attention layer holds `cached_key`,
+`cached_value` [batch, max_decode_length, heads, head_dim] and a scalar int32 `cache_index`
+(with scan_layers every entry gains a leading layer axis). Cross-attention keys/values are
+recomputed from `encoded` each step, as T5X does, so the cache has no encoder-length entries.
 
 Packed inputs: the relative position bias is computed from sequence offsets; with segment masks
 that never attend across examples this equals the bias from per-example positions (packed
