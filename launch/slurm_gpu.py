@@ -5,7 +5,7 @@
 
 Writes a batch script and submits it with `sbatch`. Under `srun`, `jax.distributed`
 reads the coordinator, process count and process id from SLURM's environment, so every
-node runs the identical command with `--multiprocess_gpu`.
+node runs the identical command with `--distributed`.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def batch_script(args: argparse.Namespace) -> str:
     if args.account:
         directives.append(f"--account={args.account}")
     env = {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.92", **common.environment(args)}
-    train = common.train_argv(args, python=".venv/bin/python", extra_flags=["--multiprocess_gpu"])
+    train = common.train_argv(args, python=".venv/bin/python", extra_flags=["--distributed"])
     lines = ["#!/bin/bash"] + [f"#SBATCH {d}" for d in directives] + [
         "set -euo pipefail",
         f"cd {args.workdir}",

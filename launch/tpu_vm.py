@@ -4,7 +4,7 @@
         --model_dir gs://BUCKET/cot/xl --data_dir gs://BUCKET/t5x_cot_data --dry-run
 
 Steps: `create` the TPU VM, `install` the project with `jax[tpu]` on every worker, `run`
-the same train command on all workers (JAX finds its peers on a TPU pod by itself), and
+the same train command on all workers (`--distributed`: JAX finds its peers on a TPU pod by itself), and
 `delete` the VM. `all` does the four in order.
 """
 from __future__ import annotations
@@ -87,7 +87,7 @@ def commands(args: argparse.Namespace) -> list[list[str]]:
                 out.append(_gcloud(args, "scp") + ["--worker=all", "--recurse", args.upload,
                                                    f"{args.name}:{args.data_dir}/"])
         elif step == "run":
-            train = common.train_argv(args, python=".venv/bin/python")
+            train = common.train_argv(args, python=".venv/bin/python", extra_flags=["--distributed"])
             env = {"T5X_COT_DATA_DIR": f"$HOME/{args.data_dir}"}
             out.append(_on_all_workers(args, "cd t5x_cot && " + common.shell_line(train, env)))
         else:

@@ -203,25 +203,13 @@ def evaluate(*, model: Any, checkpoint_path: str, mixture_or_task_name: str, out
                           progress=progress)
 
 
-def register_configurable(fn: Any, module: str) -> None:
-    """Make an entry point's run function gin-configurable once (as `<name>` in gin files)."""
-    if f"{module}.{fn.__name__}" not in gin.config._REGISTRY:  # noqa: SLF001
-        gin.external_configurable(fn, name=fn.__name__, module=module, denylist=["progress"])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: gin flags (see `t5x_cot.gin_utils`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from t5x_cot import checkpoints  # pylint: disable=import-outside-toplevel
     try:
-        files, bindings, paths, rest = gin_utils.split_gin_flags(argv)
-        if rest:
-            raise gin_utils.GinConfigError(f"unknown arguments: {' '.join(rest)}")
-        gin_utils.register_configurables()
-        register_configurable(evaluate, "t5x_cot.eval")
-        gin_utils.parse_gin(files, bindings, paths)
-        metrics = gin_utils.call_configurable("t5x_cot.eval.evaluate")
+        metrics = gin_utils.run_configured(argv, evaluate, "t5x_cot.eval")
     except (gin_utils.GinConfigError, checkpoints.CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -269,6 +269,22 @@ def call_configurable(selector: str, **kwargs: Any) -> Any:
 _REGISTERED: set[str] = set()
 
 
+def run_configured(argv: Sequence[str], fn: Any, module: str) -> Any:
+    """Parse the gin flags in `argv`, make `fn` configurable as `module.<name>`, and call it.
+
+    The shared body of the gin entry points (`python -m t5x_cot.eval`, `... .infer`): any
+    argument that is not a gin flag is a GinConfigError.
+    """
+    files, bindings, paths, rest = split_gin_flags(argv)
+    if rest:
+        raise GinConfigError(f"unknown arguments: {' '.join(rest)}")
+    register_configurables()
+    if f"{module}.{fn.__name__}" not in gin.config._REGISTRY:  # noqa: SLF001
+        gin.external_configurable(fn, name=fn.__name__, module=module, denylist=["progress"])
+    parse_gin(files, bindings, paths)
+    return call_configurable(f"{module}.{fn.__name__}")
+
+
 def register_configurables() -> None:
     """Make the training core's functions and classes gin-configurable (idempotent).
 

@@ -24,7 +24,7 @@ from typing import Any
 from t5x_cot import answers, gin_utils
 from t5x_cot.data.example import DataError
 from t5x_cot.decoding.predict import DecodeConfig
-from t5x_cot.eval import dataset_of, load_checkpoint, register_configurable
+from t5x_cot.eval import dataset_of, load_checkpoint
 
 gin = gin_utils.gin
 logger = logging.getLogger("t5x_cot.infer")
@@ -189,13 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from t5x_cot import checkpoints  # pylint: disable=import-outside-toplevel
     try:
-        files, bindings, paths, rest = gin_utils.split_gin_flags(argv)
-        if rest:
-            raise gin_utils.GinConfigError(f"unknown arguments: {' '.join(rest)}")
-        gin_utils.register_configurables()
-        register_configurable(infer, "t5x_cot.infer")
-        gin_utils.parse_gin(files, bindings, paths)
-        summary = gin_utils.call_configurable("t5x_cot.infer.infer")
+        summary = gin_utils.run_configured(argv, infer, "t5x_cot.infer")
     except (gin_utils.GinConfigError, checkpoints.CheckpointError, DataError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -3,8 +3,17 @@ from __future__ import annotations
 
 import os
 import pathlib
+import tempfile
 
 import pytest
+
+# One persistent XLA compilation cache for the whole run, inherited by the subprocesses the
+# tests start (train/eval commands, multi-host workers): identical programs compile once.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _XLA_CACHE = tempfile.TemporaryDirectory(prefix="t5x_cot_test_xla_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _XLA_CACHE.name
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 @pytest.fixture(scope="session")

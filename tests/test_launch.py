@@ -68,7 +68,7 @@ def test_tpu_vm_all_steps_in_order():
     assert train[:3] == [".venv/bin/python", "-m", "t5x_cot.train"]
     assert '--gin.MODEL_DIR="gs://bucket/run"' in train
     assert '--gin.MIXTURE_OR_TASK_NAME="gsm8k_cot"' in train
-    assert "--gin.TRAIN_STEPS=2000" in train
+    assert "--gin.TRAIN_STEPS=2000" in train and train[-1] == "--distributed"
     assert 'T5X_COT_DATA_DIR="$HOME/t5x_cot_data"' in run
     assert cmds[-1][4] == "delete" and "--quiet" in cmds[-1]
 
@@ -93,7 +93,7 @@ def test_slurm_script(tmp_path):
     assert "#SBATCH --nodes=4" in text and "#SBATCH --gpus-per-node=8" in text
     assert "#SBATCH --ntasks-per-node=1" in text
     srun = next(line for line in lines if line.startswith("srun "))
-    assert "--multiprocess_gpu" in srun and "--gin_file=gin/models/t5_1_1/xxl.gin" in srun
+    assert "--distributed" in srun and "--gin_file=gin/models/t5_1_1/xxl.gin" in srun
     assert commands(lines)[-1] == ["sbatch", str(script)]
     assert not script.exists(), "a dry run writes nothing"
 

@@ -40,7 +40,8 @@ class EncoderDecoderModel:
 
     def _dummy_inputs(self, input_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Array]:
         enc_shape = tuple(input_shapes["encoder_input_tokens"])
-        dec_shape = tuple(input_shapes.get("decoder_input_tokens", input_shapes["decoder_target_tokens"]))
+        dec_key = "decoder_input_tokens" if "decoder_input_tokens" in input_shapes else "decoder_target_tokens"
+        dec_shape = tuple(input_shapes[dec_key])
         return {"encoder_input_tokens": jnp.ones(enc_shape, jnp.int32),
                 "decoder_input_tokens": jnp.ones(dec_shape, jnp.int32),
                 "decoder_target_tokens": jnp.ones(dec_shape, jnp.int32)}
