@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): setup.py constraints.txt
+$(STAMP): setup.py constraints.txt requirements-beam.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip setuptools wheel
 	$(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[hf,test]"
+	$(VENV)/bin/python -m pip install -q --no-deps -r requirements-beam.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -31,7 +31,6 @@ EXTRAS = {
     "gpu": ["jax[cuda12]>=0.10.0"],
     "hf": ["torch>=2.13.0", "transformers>=5.0", "safetensors>=0.6"],
     "test": ["pytest>=8.0", "pytest-timeout>=2.3", "safetensors>=0.6"],
-    "beam": ["apache-beam>=2.60"],
 }
 
 setuptools.setup(

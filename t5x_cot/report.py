@@ -105,6 +105,8 @@ def plot(rows: Sequence[dict[str, Any]], x_axis: str, path: pathlib.Path) -> pat
         ax.plot(xs, ys, marker="o", label=label)
     if x_axis == "model_size":
         ax.set_xscale("log")
+    elif x_axis == "coin_flips":
+        ax.set_xticks(sorted({x for points in lines.values() for x, _ in points}))
     ax.set_xlabel({"model_size": "parameters", "data_fraction": "fraction of training rationales",
                    "coin_flips": "people flipping the coin"}[x_axis])
     ax.set_ylabel("accuracy (%)")

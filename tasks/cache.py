@@ -37,7 +37,7 @@ def cache_tasks(task_names: Sequence[str], cache_dir: str,
                 overwrite: bool = False) -> list[str]:
     """Runs seqio's caching pipeline for `task_names` into `cache_dir`; returns the task dirs.
 
-    Needs apache-beam (`pip install 't5x_cot[beam]'`).
+    Needs apache-beam (`pip install --no-deps -r requirements-beam.txt`).
     """
     try:
         import apache_beam as beam  # pylint: disable=import-outside-toplevel
@@ -45,7 +45,7 @@ def cache_tasks(task_names: Sequence[str], cache_dir: str,
         from seqio.scripts import cache_tasks_main  # pylint: disable=import-outside-toplevel
     except ImportError as e:
         raise ImportError(f"caching tasks needs apache-beam ({e}); "
-                          "install it with `pip install 't5x_cot[beam]'`") from e
+                          "install it with `pip install --no-deps -r requirements-beam.txt`") from e
     import t5x_cot.tasks  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
 
     if not flags.FLAGS.is_parsed():  # run_pipeline reads its flags' defaults

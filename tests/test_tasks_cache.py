@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 seqio = pytest.importorskip("seqio")
-pytest.importorskip("apache_beam", reason="caching needs apache-beam (the `beam` extra)")
+pytest.importorskip("apache_beam", reason="caching needs apache-beam (pip install --no-deps -r requirements-beam.txt)")
 
 from t5x_cot.tasks import cache  # noqa: E402
 import t5x_cot.tasks  # noqa: E402,F401  (registers the tasks)
