@@ -122,6 +122,12 @@ def _mlp(config: T5Config, x: Array, deterministic: bool) -> Array:
                       name="mlp")(x, deterministic=deterministic)
 
 
+def _sublayer(config: T5Config, norm_name: str, x: Array, deterministic: bool,
+              block: Callable[[Array], Array]) -> Array:
+    """One pre-LN residual sub-block: x + dropout(block(RMSNorm(x)))."""
+    return _residual_dropout(config, block(_norm(config, norm_name)(x)), deterministic) + x
+
+
 class EncoderLayer(nn.Module):
     """Pre-LN self-attention + MLP block."""
 
@@ -132,13 +138,12 @@ class EncoderLayer(nn.Module):
     @nn.compact
     def __call__(self, inputs: Array, bias: Array | None) -> Any:
         cfg, det = self.config, self.deterministic
-        inputs = L.constrain(inputs, ("batch", "length", "embed"))
-        x = _norm(cfg, "pre_attention_layer_norm")(inputs)
-        x = _attention(cfg, "attention")(x, x, bias, deterministic=det)
-        x = _residual_dropout(cfg, x, det) + inputs
-        y = _mlp(cfg, _norm(cfg, "pre_mlp_layer_norm")(x), det)
-        y = L.constrain(_residual_dropout(cfg, y, det) + x, ("batch", "length", "embed"))
-        return (y, None) if self.scanned else y
+        x = L.constrain(inputs, ("batch", "length", "embed"))
+        x = _sublayer(cfg, "pre_attention_layer_norm", x, det,
+                      lambda h: _attention(cfg, "attention")(h, h, bias, deterministic=det))
+        x = _sublayer(cfg, "pre_mlp_layer_norm", x, det, lambda h: _mlp(cfg, h, det))
+        x = L.constrain(x, ("batch", "length", "embed"))
+        return (x, None) if self.scanned else x
 
 
 class DecoderLayer(nn.Module):
@@ -152,16 +157,16 @@ class DecoderLayer(nn.Module):
     @nn.compact
     def __call__(self, inputs: Array, encoded: Array, self_bias: Array | None, cross_bias: Array | None) -> Any:
         cfg, det = self.config, self.deterministic
-        inputs = L.constrain(inputs, ("batch", "length", "embed"))
-        x = _norm(cfg, "pre_self_attention_layer_norm")(inputs)
-        x = _attention(cfg, "self_attention")(x, x, self_bias, deterministic=det, decode=self.decode)
-        x = _residual_dropout(cfg, x, det) + inputs
-        y = _norm(cfg, "pre_cross_attention_layer_norm")(x)
-        y = _attention(cfg, "encoder_decoder_attention")(y, encoded, cross_bias, deterministic=det)
-        y = _residual_dropout(cfg, y, det) + x
-        z = _mlp(cfg, _norm(cfg, "pre_mlp_layer_norm")(y), det)
-        z = L.constrain(_residual_dropout(cfg, z, det) + y, ("batch", "length", "embed"))
-        return (z, None) if self.scanned else z
+        x = L.constrain(inputs, ("batch", "length", "embed"))
+        x = _sublayer(cfg, "pre_self_attention_layer_norm", x, det,
+                      lambda h: _attention(cfg, "self_attention")(h, h, self_bias, deterministic=det,
+                                                                  decode=self.decode))
+        x = _sublayer(cfg, "pre_cross_attention_layer_norm", x, det,
+                      lambda h: _attention(cfg, "encoder_decoder_attention")(h, encoded, cross_bias,
+                                                                             deterministic=det))
+        x = _sublayer(cfg, "pre_mlp_layer_norm", x, det, lambda h: _mlp(cfg, h, det))
+        x = L.constrain(x, ("batch", "length", "embed"))
+        return (x, None) if self.scanned else x
 
 
 def _run_layers(config: T5Config, layer_cls: type[nn.Module], num_layers: int, x: Array,
