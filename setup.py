@@ -25,12 +25,15 @@ CORE = [
     "sniffio>=1.3",  # httpcore looks it up on every lock; missing, each lookup walks sys.path
     "tqdm>=4.67",
     "matplotlib>=3.9",
+    "starlette>=1.10",  # `t5x-cot serve`: the ASGI app
+    "uvicorn>=0.55",  # `t5x-cot serve`: the ASGI server
+    "pydantic>=2.0",  # `t5x-cot serve`: request validation
 ]
 EXTRAS = {
     "tpu": ["jax[tpu]>=0.10.0"],
     "gpu": ["jax[cuda12]>=0.10.0"],
     "hf": ["torch>=2.13.0", "transformers>=5.0", "safetensors>=0.6"],
-    "test": ["pytest>=8.0", "pytest-timeout>=2.3", "safetensors>=0.6"],
+    "test": ["pytest>=8.0", "pytest-timeout>=2.3", "safetensors>=0.6", "hypothesis>=6.100", "openai>=3.57"],
 }
 
 setuptools.setup(

@@ -1,15 +1,17 @@
 """Greedy decoding throughput: our KV-cache loop (JAX) next to HF `generate` (PyTorch).
 
     python bench/decode.py [--batch 32] [--new-tokens 256] [--input-length 64] [--dtype float32]
-                           [--repeats 1] [--skip-hf] [--json OUT]
+                           [--rounds 3] [--threads N] [--skip-hf] [--json OUT]
 
 T5 1.1 Small shape (8+8 layers, d_model 512, 6 heads of 64, gated-GELU d_ff 1024, vocab
 32128), random weights, the same weights on both sides (HF model converted with the interop
 converter). Every row decodes exactly `--new-tokens` tokens: our loop runs without an EOS
-stop, HF gets min_new_tokens = max_new_tokens. Compilation / warm-up is one untimed run;
-then the best of `--repeats` timed runs. Prints tokens/s of each side and the ratio ours/HF
-as JSON. Runs on whatever device JAX and PyTorch find (CPU, or a GPU); `--skip-hf` when
-PyTorch is absent.
+stop, HF gets min_new_tokens = max_new_tokens. After one untimed run each (compilation),
+the two sides run in turns (ours, HF, ours, HF, ...) `--rounds` times on the same cores
+(`--threads`, default all this process may use); prints the median ratio ours/HF with its
+min–max, both sides' thread counts, and each side's achieved FLOP/s
+(`t5x_cot.model.flops.decode_flops_per_example`) against a float32 matmul measured on the
+same device. Runs on whatever device JAX and PyTorch find; `--skip-hf` when PyTorch is absent.
 """
 from __future__ import annotations
 
@@ -17,11 +19,15 @@ import argparse
 import dataclasses
 import json
 import pathlib
+import statistics
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 
 import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import abab  # noqa: E402  pylint: disable=wrong-import-position
 
 SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_heads=6,
              feed_forward_proj="gated-gelu", tie_word_embeddings=False)
@@ -32,16 +38,6 @@ def _prompts(batch: int, length: int) -> np.ndarray:
     tokens = rng.integers(2, 32000, (batch, length)).astype(np.int32)
     tokens[:, -1] = 1
     return tokens
-
-
-def _best_time(fn, repeats: int) -> float:
-    fn()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def hf_model(directory: pathlib.Path, dtype: str):
@@ -58,44 +54,49 @@ def hf_model(directory: pathlib.Path, dtype: str):
     return model.to(device=device, dtype=getattr(torch, dtype)), device
 
 
-def bench_hf(model, device: str, prompts: np.ndarray, new_tokens: int, repeats: int) -> tuple[float, np.ndarray]:
+def hf_decode(model, device: str, prompts: np.ndarray, new_tokens: int) -> tuple[Callable[[], None], dict]:
+    """(run, out): `run()` greedily decodes `prompts` with HF generate into out['tokens']."""
     import torch  # pylint: disable=import-outside-toplevel
     ids = torch.tensor(prompts, dtype=torch.long, device=device)
-    out = {}
+    out: dict = {}
 
-    def run():
+    def run() -> None:
         with torch.no_grad():
-            out["tokens"] = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                           max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+            tokens = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                    max_new_tokens=new_tokens, min_new_tokens=new_tokens)
         if device == "cuda":
             torch.cuda.synchronize()
-    seconds = _best_time(run, repeats)
-    return seconds, out["tokens"].cpu().numpy()[:, 1:]
+        out["tokens"] = tokens[:, 1:].cpu().numpy()
+    return run, out
 
 
-def bench_ours(params, config, prompts: np.ndarray, new_tokens: int, repeats: int) -> tuple[float, np.ndarray]:
+def ours_decode(params, config, prompts: np.ndarray, new_tokens: int) -> tuple[Callable[[], None], dict]:
+    """(run, out): `run()` greedily decodes `prompts` with our compiled loop into out['tokens']."""
     import jax  # pylint: disable=import-outside-toplevel
     from t5x_cot.decoding import sampling  # pylint: disable=import-outside-toplevel
-    from t5x_cot.decoding.predict import encode_fn, model_tokens_to_logits  # pylint: disable=import-outside-toplevel
-    from t5x_cot.model import network  # pylint: disable=import-outside-toplevel
+    from t5x_cot.decoding.predict import model_tokens_to_logits, prefill_fn  # pylint: disable=import-outside-toplevel
 
-    encode = encode_fn(config)
+    prefill = prefill_fn(config, new_tokens)
 
     @jax.jit
     def decode(params, tokens):
-        encoded = encode(params, tokens)
-        cache = network.init_cache(config, tokens.shape[0], new_tokens)
-        step = model_tokens_to_logits(config, new_tokens, params, encoded, tokens)
-        return sampling.temperature_sample(cache, step, batch_size=tokens.shape[0], max_decode_len=new_tokens,
-                                           eos_id=None)[0]
+        step = model_tokens_to_logits(config, new_tokens, params, tokens)
+        return sampling.temperature_sample(prefill(params, tokens), step, batch_size=tokens.shape[0],
+                                           max_decode_len=new_tokens, eos_id=None)[0]
     params = jax.device_put(params)
     tokens = jax.device_put(prompts)
-    out = {}
+    out: dict = {}
 
-    def run():
-        out["tokens"] = decode(params, tokens).block_until_ready()
-    seconds = _best_time(run, repeats)
-    return seconds, np.asarray(out["tokens"])
+    def run() -> None:
+        out["tokens"] = np.asarray(decode(params, tokens).block_until_ready())
+    return run, out
+
+
+def small_config(dtype: str):
+    from t5x_cot.model import network  # pylint: disable=import-outside-toplevel
+    return network.T5Config(vocab_size=32128, emb_dim=512, num_heads=6, num_encoder_layers=8, num_decoder_layers=8,
+                            head_dim=64, mlp_dim=1024, mlp_activations=("gelu", "linear"), dropout_rate=0.0,
+                            dtype=dtype)
 
 
 def main(argv=None) -> int:
@@ -105,22 +106,27 @@ def main(argv=None) -> int:
     parser.add_argument("--input-length", type=int, default=64)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                         help="activation dtype of both models (params stay float32 on our side)")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="timed turns per side (alternated)")
+    parser.add_argument("--threads", type=int, default=None, help="cores for both sides (default: all)")
     parser.add_argument("--skip-hf", action="store_true")
     parser.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
 
+    threads = abab.pin_threads(args.threads)
+    if not args.skip_hf:
+        abab.set_torch_threads(threads)
     import jax  # pylint: disable=import-outside-toplevel
-    from t5x_cot.model import network  # pylint: disable=import-outside-toplevel
+    from t5x_cot.model import flops  # pylint: disable=import-outside-toplevel
+    from t5x_cot.summaries import measured_matmul_flops  # pylint: disable=import-outside-toplevel
     prompts = _prompts(args.batch, args.input_length)
     tokens_per_run = args.batch * args.new_tokens
     result = {"shape": "t5_1_1_small", "batch": args.batch, "new_tokens": args.new_tokens,
-              "input_length": args.input_length, "dtype": args.dtype, "jax_device": str(jax.devices()[0])}
+              "input_length": args.input_length, "dtype": args.dtype, "jax_device": str(jax.devices()[0]),
+              "threads": abab.thread_report()}
+    sides = {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.skip_hf:
-            config = network.T5Config(vocab_size=32128, emb_dim=512, num_heads=6, num_encoder_layers=8,
-                                      num_decoder_layers=8, head_dim=64, mlp_dim=1024,
-                                      mlp_activations=("gelu", "linear"), dropout_rate=0.0, dtype=args.dtype)
+            config = small_config(args.dtype)
             from t5x_cot.model import models  # pylint: disable=import-outside-toplevel
             params = models.EncoderDecoderModel(config).init_params(jax.random.PRNGKey(0), {
                 "encoder_input_tokens": (1, 4), "decoder_input_tokens": (1, 4), "decoder_target_tokens": (1, 4)})
@@ -129,14 +135,27 @@ def main(argv=None) -> int:
             model, device = hf_model(pathlib.Path(tmp), args.dtype)
             params, config = load_hf(tmp)
             config = dataclasses.replace(config, dtype=args.dtype, dropout_rate=0.0)
-            seconds, hf_tokens = bench_hf(model, device, prompts, args.new_tokens, args.repeats)
-            result.update(hf_device=device, hf_seconds=round(seconds, 3),
-                          hf_tokens_per_s=round(tokens_per_run / seconds, 1))
-        seconds, tokens = bench_ours(params, config, prompts, args.new_tokens, args.repeats)
-    result.update(ours_seconds=round(seconds, 3), ours_tokens_per_s=round(tokens_per_run / seconds, 1))
+            result["hf_device"] = device
+        sides["ours"] = ours_decode(params, config, prompts, args.new_tokens)
+        if not args.skip_hf:
+            sides["hf"] = hf_decode(model, device, prompts, args.new_tokens)
+        times = abab.alternate({name: run for name, (run, _) in sides.items()}, args.rounds)
+    work = float(flops.decode_flops_per_example(config, args.input_length, args.new_tokens)) * args.batch
+    peak = measured_matmul_flops(dtype=args.dtype)
+    result["measured_matmul_gflops"] = round(peak / 1e9, 1)
+    for name, seconds in times.items():
+        median = statistics.median(seconds)
+        result[f"{name}_seconds"] = [round(t, 3) for t in seconds]
+        result[f"{name}_tokens_per_s"] = round(tokens_per_run / median, 1)
+        result[f"{name}_gflops"] = round(work / median / 1e9, 1)
+        result[f"{name}_fraction_of_matmul_peak"] = round(work / median / peak, 3)
+        print(abab.describe(name, seconds, tokens_per_run, "tokens", work, peak))
     if not args.skip_hf:
-        result["ratio_ours_over_hf"] = round(result["ours_tokens_per_s"] / result["hf_tokens_per_s"], 2)
-        result["same_tokens_fraction"] = round(float((tokens == hf_tokens).mean()), 4)
+        result["ratio_ours_over_hf"] = abab.ratio_summary(times["ours"], times["hf"])
+        result["same_tokens_fraction"] = round(float((sides["ours"][1]["tokens"] == sides["hf"][1]["tokens"]).mean()), 4)
+        ratio = result["ratio_ours_over_hf"]
+        print(f"ours/HF tokens/s: median {ratio['median']:.2f}x (min {ratio['min']:.2f}, max {ratio['max']:.2f}, "
+              f"{ratio['rounds']} alternated rounds); same greedy tokens {result['same_tokens_fraction']:.4f}")
     print(json.dumps(result, indent=2))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

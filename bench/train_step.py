@@ -3,22 +3,31 @@
 Same model shape (default T5 1.1 Small), same batch (default 8 x inputs 512 / targets 256,
 no padding), same optimizer family (Adafactor with T5X's settings on both sides:
 transformers' Adafactor with scale_parameter, no relative step, clip 1.0, decay -0.8, lr 1e-3).
-Prints steps/s, tokens/s and MFU for both and the JAX/HF ratio. JAX uses its default
-device; torch uses CUDA when available. FLOPs come from `t5x_cot.model.flops` for both
-(the explicit encoder-decoder count, not 6*N*tokens).
+After `--warmup` untimed steps each, the two sides run in turns (`--steps` steps of ours,
+then of HF, `--rounds` times) on the same cores (`--threads`); prints steps/s and tokens/s of
+each, the median JAX/HF ratio with its min–max, both thread counts, and each side's achieved
+FLOP/s against a float32 matmul measured on the same device (CPU), or MFU against the
+spec-sheet dense bf16 peak (GPU/TPU; "MFU n/a" on a CPU). JAX uses its default device; torch
+uses CUDA when available. FLOPs come from `t5x_cot.model.flops` for both (the explicit
+encoder-decoder count, not 6*N*tokens).
 
-    python bench/train_step.py                       # CPU: float32, 1 warmup + 3 timed steps
-    python bench/train_step.py --steps 20 --warmup 3 # on a GPU: bfloat16 autocast / activations
+    python bench/train_step.py                         # CPU: float32, 3 alternated rounds of 1 step
+    python bench/train_step.py --steps 10 --warmup 3   # on a GPU: bfloat16 autocast / activations
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import time
+import pathlib
+import statistics
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import abab  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def parse_args() -> argparse.Namespace:
@@ -28,7 +37,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--inputs_length", type=int, default=512)
     parser.add_argument("--targets_length", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps (compilation) per framework")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per framework")
+    parser.add_argument("--steps", type=int, default=1, help="steps per timed turn")
+    parser.add_argument("--rounds", type=int, default=3, help="timed turns per framework (alternated)")
+    parser.add_argument("--threads", type=int, default=None, help="cores for both sides (default: all)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
                         help="activation dtype of both (default: bfloat16 on GPU/TPU, float32 on CPU)")
     parser.add_argument("--skip_hf", action="store_true")
@@ -45,17 +56,8 @@ def make_batch(batch: int, inputs_length: int, targets_length: int, vocab: int) 
             "decoder_loss_weights": np.ones_like(targets)}
 
 
-def time_steps(step: Any, warmup: int, steps: int) -> float:
-    """Seconds per step over `steps` calls after `warmup` calls; `step()` must block until done."""
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
-
-
-def bench_jax(model: Any, batch: dict[str, np.ndarray], warmup: int, steps: int) -> float:
+def jax_step(model: Any, batch: dict[str, np.ndarray]) -> Callable[[], None]:
+    """One blocking train step of ours (T5X Adafactor, constant LR 1e-3) per call."""
     import jax
 
     from t5x_cot import optimizers
@@ -73,17 +75,16 @@ def bench_jax(model: Any, batch: dict[str, np.ndarray], warmup: int, steps: int)
         holder["state"], metrics = trainer.train_step(holder["state"], global_batch)
         jax.block_until_ready(metrics["loss"])
 
-    return time_steps(step, warmup, steps)
+    return step
 
 
-def bench_hf(config: Any, batch: dict[str, np.ndarray], dtype: str, warmup: int, steps: int) -> tuple[float, str]:
+def hf_step(config: Any, batch: dict[str, np.ndarray], dtype: str) -> tuple[Callable[[], None], str]:
+    """(one blocking HF train step per call, torch device): same shape, HF's Adafactor as T5X's."""
     import torch
     import transformers
     from transformers.optimization import Adafactor
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
     hf_config = transformers.T5Config(
         vocab_size=config.vocab_size, d_model=config.emb_dim, d_kv=config.head_dim, d_ff=config.mlp_dim,
         num_layers=config.num_encoder_layers, num_decoder_layers=config.num_decoder_layers,
@@ -108,16 +109,26 @@ def bench_hf(config: Any, batch: dict[str, np.ndarray], dtype: str, warmup: int,
         if device == "cuda":
             torch.cuda.synchronize()
 
-    return time_steps(step, warmup, steps), device
+    return step, device
+
+
+def repeat(step: Callable[[], None], times: int) -> Callable[[], None]:
+    def run() -> None:
+        for _ in range(times):
+            step()
+    return run
 
 
 def main() -> None:
     args = parse_args()
+    threads = abab.pin_threads(args.threads)
+    if not args.skip_hf:
+        abab.set_torch_threads(threads)
     import jax
 
     from t5x_cot import gin_utils
     from t5x_cot.model import flops
-    from t5x_cot.summaries import device_peak_flops
+    from t5x_cot.summaries import device_peak_flops, measured_matmul_flops
 
     on_accelerator = jax.devices()[0].platform != "cpu"
     dtype = args.dtype or ("bfloat16" if on_accelerator else "float32")
@@ -125,23 +136,37 @@ def main() -> None:
     model = type(model)(dataclasses.replace(model.config, dtype=dtype))
     config = model.config
     batch = make_batch(args.batch_size, args.inputs_length, args.targets_length, config.vocab_size)
-    tokens = args.batch_size * (args.inputs_length + args.targets_length)
-    step_flops = float(flops.train_flops_per_example(config, args.inputs_length, args.targets_length)) * args.batch_size
+    tokens = args.batch_size * (args.inputs_length + args.targets_length) * args.steps
+    turn_flops = float(flops.train_flops_per_step(config, args.batch_size, args.inputs_length,
+                                                  args.targets_length)) * args.steps
     peak, peak_source = device_peak_flops()
-    peak *= jax.device_count()
-    print(f"model {args.gin_file} ({sum(int(np.prod(x.shape)) for x in jax.tree.leaves(model.param_shapes({k: v.shape for k, v in batch.items()}))):,} params), "
-          f"batch {args.batch_size} x {args.inputs_length}/{args.targets_length}, dtype {dtype}, "
-          f"{step_flops / 1e12:.3f} TFLOP per train step")
-    print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; peak {peak / 1e12:.2f} TFLOP/s ({peak_source})")
-    rows = [("t5x_cot (JAX)", bench_jax(model, batch, args.warmup, args.steps), jax.devices()[0].platform)]
+    num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(model.param_shapes({k: v.shape for k, v in batch.items()})))
+    print(f"model {args.gin_file} ({num_params:,} params), batch {args.batch_size} x "
+          f"{args.inputs_length}/{args.targets_length}, dtype {dtype}, "
+          f"{turn_flops / args.steps / 1e12:.3f} TFLOP per train step")
+    print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}; threads {abab.thread_report()}")
+    sides = {"t5x_cot (JAX)": repeat(jax_step(model, batch), args.steps)}
     if not args.skip_hf:
-        seconds, device = bench_hf(config, batch, dtype, args.warmup, args.steps)
-        rows.append(("HF T5ForConditionalGeneration (PyTorch)", seconds, device))
-    print(f"{'':42} {'device':>6} {'steps/s':>9} {'tokens/s':>10} {'MFU':>7}")
-    for name, seconds, device in rows:
-        print(f"{name:42} {device:>6} {1 / seconds:9.3f} {tokens / seconds:10,.0f} {100 * step_flops / seconds / peak:6.2f}%")
-    if len(rows) == 2:
-        print(f"ratio JAX/HF (steps/s): {rows[1][1] / rows[0][1]:.2f}x")
+        step, device = hf_step(config, batch, dtype)
+        sides["HF T5ForConditionalGeneration"] = repeat(step, args.steps)
+    times = abab.alternate(sides, args.rounds, warmup=args.warmup)
+    if peak is None:
+        matmul = measured_matmul_flops(dtype=dtype)
+        print(f"MFU n/a ({peak_source}); measured {dtype} matmul: {matmul / 1e9:.1f} GFLOP/s")
+        for name, seconds in times.items():
+            print(abab.describe(name, seconds, tokens, "tokens", turn_flops, matmul))
+    else:
+        peak *= jax.device_count()
+        print(f"peak {peak / 1e12:.1f} TFLOP/s ({peak_source})")
+        for name, seconds in times.items():
+            median = statistics.median(seconds)
+            print(f"{name:34} {args.steps / median:9.3f} steps/s {tokens / median:12,.0f} tokens/s  "
+                  f"MFU {100 * turn_flops / median / peak:5.1f}%")
+    if len(times) == 2:
+        ours, theirs = times.values()
+        ratio = abab.ratio_summary(ours, theirs)
+        print(f"ratio JAX/HF (steps/s): median {ratio['median']:.2f}x (min {ratio['min']:.2f}, "
+              f"max {ratio['max']:.2f}, {ratio['rounds']} alternated rounds)")
 
 
 if __name__ == "__main__":

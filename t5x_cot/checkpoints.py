@@ -20,6 +20,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from t5x_cot import paths
+
 CONFIG_FILE = "config.json"
 PARAMS_ITEM = "params"
 OPT_STATE_ITEM = "opt_state"
@@ -55,21 +57,20 @@ def config_from_dict(fields: Mapping[str, Any]) -> Any:
                        for key, value in fields.items()})
 
 
-def write_config(directory: str | pathlib.Path, config: Any) -> pathlib.Path:
-    """Write `directory/config.json` from a T5Config."""
-    path = pathlib.Path(directory) / CONFIG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config_to_dict(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+def write_config(directory: str | pathlib.Path, config: Any) -> str:
+    """Write `directory/config.json` from a T5Config (local or a URL such as gs://)."""
+    path = paths.join(directory, CONFIG_FILE)
+    paths.write_text(path, json.dumps(config_to_dict(config), indent=2, sort_keys=True) + "\n")
     return path
 
 
 def read_config_dict(directory: str | pathlib.Path) -> dict[str, Any] | None:
     """The fields in `directory/config.json`, or None when there is none."""
-    path = pathlib.Path(directory) / CONFIG_FILE
-    if not path.is_file():
+    path = paths.join(directory, CONFIG_FILE)
+    if not paths.exists(path):
         return None
     try:
-        fields = json.loads(path.read_text(encoding="utf-8"))
+        fields = json.loads(paths.read_text(path))
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from error
     if not isinstance(fields, dict):
@@ -162,6 +163,105 @@ def restore_params(path: str | pathlib.Path, abstract_params: Any = None) -> Any
         params_dir, args=ocp.args.PyTreeRestore(item=abstract_params, restore_args=restore_args))
 
 
+def is_t5x_checkpoint(path: str | pathlib.Path) -> bool:
+    """True for a native T5X checkpoint: a msgpack file, or a dir with a `checkpoint` index file."""
+    text = str(path)
+    if paths.is_url(text):
+        return paths.exists(paths.join(text, "checkpoint")) or (
+            paths.exists(text) and not paths.is_dir(text))
+    root = pathlib.Path(text)
+    if root.is_file():
+        return True
+    return (root / "checkpoint").is_file() and not (root / PARAMS_ITEM).is_dir()
+
+
+def restore_checkpoint(path: str | pathlib.Path, abstract_params_or_config: Any = None,
+                       dtype: str | None = None) -> tuple[Any, int]:
+    """(params, step) from any checkpoint a run can start from or evaluate.
+
+    `path`: a native T5X checkpoint (msgpack `checkpoint_N` file or tensorstore `checkpoint_N/`
+    dir, local or gs://, read one array at a time), one of our training step dirs, a MODEL_DIR
+    (its latest step) or a params checkpoint (step 0). `abstract_params_or_config`: a tree of
+    `jax.ShapeDtypeStruct` with shardings (params are placed straight into them), a T5Config
+    (host numpy params, checked against its shapes), or None (host params, unchecked).
+    `dtype` (RestoreCheckpointConfig.dtype): params are rounded to it; with abstract params
+    they come back in the abstract dtype, else in `dtype`.
+    """
+    abstract = _abstract_params(abstract_params_or_config)
+    if is_t5x_checkpoint(path):
+        params, step = _read_t5x(path, abstract_params_or_config)
+    else:
+        step = _step_of(path)
+        if abstract is not None and dtype is None and _has_shardings(abstract):
+            return restore_params(path, abstract), step
+        params = restore_params(path)
+    if abstract is not None:
+        check_tree_matches(params, abstract, str(path))
+    if dtype is not None:
+        params = jax.tree.map(lambda x: np.asarray(x).astype(jnp_dtype(dtype)), params)
+    if abstract is None or not _has_shardings(abstract):
+        return params, step
+    return jax.tree.map(lambda x, a: jax.device_put(np.asarray(x).astype(a.dtype), a.sharding), params, abstract), step
+
+
+def jnp_dtype(name: str) -> Any:
+    """A dtype from its T5X spelling ('float32', 'bfloat16', ...)."""
+    import jax.numpy as jnp
+
+    try:
+        return jnp.dtype(name)
+    except TypeError as error:
+        raise CheckpointError(f"unknown checkpoint dtype {name!r}; expected e.g. 'float32' or 'bfloat16'") from error
+
+
+def _abstract_params(spec: Any) -> Any:
+    if spec is None or not dataclasses.is_dataclass(spec):
+        return spec
+    from t5x_cot.interop.layout import param_shapes, unflatten
+    from t5x_cot.model.network import stack_layers
+
+    unscanned = dataclasses.replace(spec, scan_layers=False)
+    tree = unflatten({name: jax.ShapeDtypeStruct(shape, np.float32)
+                      for name, shape in param_shapes(unscanned).items()})
+    return stack_layers(tree, spec) if spec.scan_layers else tree
+
+
+def _has_shardings(abstract: Any) -> bool:
+    return all(getattr(leaf, "sharding", None) is not None for leaf in jax.tree.leaves(abstract))
+
+
+def _read_t5x(path: str | pathlib.Path, spec: Any) -> tuple[Any, int]:
+    """(float32 numpy params in our tree, step) of a native T5X checkpoint."""
+    from t5x_cot.interop.errors import ConversionError
+    from t5x_cot.interop.sources import T5XSource, read_tree
+    from t5x_cot.model.network import stack_layers
+
+    try:
+        source = T5XSource(str(path))
+        params = read_tree(source)
+        names = source.checkpoint.names()
+        step_name = next((n for n in ("optimizer/state/step", "state/step", "step") if n in names), None)
+        step = int(source.checkpoint.read(step_name)) if step_name else 0
+    except ConversionError as error:
+        raise CheckpointError(f"T5X checkpoint: {error}") from error
+    scanned = getattr(spec, "scan_layers", False) or (
+        spec is not None and not dataclasses.is_dataclass(spec)
+        and "layers" in dict(spec).get("encoder", {}))
+    if scanned:
+        params = stack_layers(params, dataclasses.replace(source.config, scan_layers=True))
+    return params, step
+
+
+def _step_of(path: str | pathlib.Path) -> int:
+    """The step of one of our checkpoints: a step dir's or MODEL_DIR's latest step; 0 for params."""
+    root = pathlib.Path(path)
+    match = _STEP_DIR.match(root.name)
+    if match and (root / PARAMS_ITEM).is_dir():
+        return int(match.group(1))
+    steps = step_dirs(root)
+    return max(steps) if steps and not (root / PARAMS_ITEM).is_dir() else 0
+
+
 def load_params(path: str | pathlib.Path) -> tuple[Any, Any]:
     """(params as numpy arrays, T5Config or None) from a params checkpoint, step dir or MODEL_DIR."""
     _, config_dir = resolve_params_dir(path)
@@ -197,7 +297,7 @@ def check_model_dir(model_dir: str | pathlib.Path, config: Any) -> None:
     Compares `MODEL_DIR/config.json` with `config` (fields that shape the params; dtype,
     dropout and remat may change) and raises CheckpointError naming each difference.
     """
-    root = pathlib.Path(model_dir)
+    root = model_dir if paths.is_url(model_dir) else pathlib.Path(model_dir)
     stored = read_config_dict(root)
     current = config_to_dict(config)
     if stored is not None:
@@ -223,7 +323,7 @@ class TrainCheckpointer:
 
     def __init__(self, model_dir: str | pathlib.Path, *, period: int = 1000, keep: int | None = None,
                  use_async: bool = True) -> None:
-        self.model_dir = pathlib.Path(model_dir).absolute()
+        self.model_dir = paths.absolute(model_dir)
         self.period = max(1, int(period))
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, step_prefix=STEP_PREFIX, create=True,
@@ -254,8 +354,8 @@ class TrainCheckpointer:
         `abstract_state` is a TrainState of ShapeDtypeStructs with shardings; a param tree that
         does not match is refused with the names and shapes that differ.
         """
-        step_dir = self.model_dir / f"{STEP_PREFIX}_{step}"
-        check_tree_matches(_params_metadata(step_dir / PARAMS_ITEM), abstract_state.params, str(step_dir))
+        step_dir = paths.join(self.model_dir, f"{STEP_PREFIX}_{step}")
+        check_tree_matches(_params_metadata(paths.join(step_dir, PARAMS_ITEM)), abstract_state.params, step_dir)
         restored = self.manager.restore(step, args=ocp.args.Composite(**{
             PARAMS_ITEM: ocp.args.StandardRestore(abstract_state.params),
             OPT_STATE_ITEM: ocp.args.StandardRestore(abstract_state.opt_state),

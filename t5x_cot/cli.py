@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("t5x_cot.teacher.cli", "write chain-of-thought records with a teacher, filtered by answer"),
     "convert": ("t5x_cot.interop.convert", "convert checkpoints between T5X, HuggingFace and t5x_cot"),
     "plan": ("t5x_cot.plan", "print the mesh, sharding and per-device memory of a gin config"),
+    "serve": ("t5x_cot.serve.cli", "serve a checkpoint over the OpenAI API (completions, chat, models)"),
     "demo": ("t5x_cot.demo", "Coinflip distillation end to end on the CPU"),
 }
 

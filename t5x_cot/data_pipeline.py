@@ -32,7 +32,7 @@ class DatasetConfig:
     """What to read: T5X's `utils.DatasetConfig`, reduced to what fine-tuning uses."""
 
     mixture_or_task_name: str
-    task_feature_lengths: Mapping[str, int]
+    task_feature_lengths: Mapping[str, int] | None
     split: str = "train"
     batch_size: int = 128
     shuffle: bool = True
@@ -42,17 +42,59 @@ class DatasetConfig:
     module: str | None = "t5x_cot.tasks"
 
 
+PROJECT_TASKS = "t5x_cot.tasks"
+
+
+class DataConfigError(ValueError):
+    """A dataset config that cannot be read: unknown task, missing cache, missing lengths."""
+
+
 def import_task_module(module: str | None) -> None:
     """Import the module that registers the task (MIXTURE_OR_TASK_MODULE)."""
     if module:
         importlib.import_module(module)
 
 
+def get_task(config: DatasetConfig) -> Any:
+    """The seqio Task or Mixture of `config`, after importing its module.
+
+    With no module (T5X's default MIXTURE_OR_TASK_MODULE = None) the project's own tasks
+    are imported when the name is not registered yet. With `use_cached`, every task must
+    have a seqio cache: otherwise the error says how to build one or to turn caching off.
+    """
+    seqio = _seqio()
+    import_task_module(config.module)
+    name = config.mixture_or_task_name
+    if not isinstance(name, str) or not name:
+        raise DataConfigError(f"DatasetConfig.mixture_or_task_name={name!r} ({config.split}): expected a "
+                              "seqio task or mixture name (MIXTURE_OR_TASK_NAME)")
+    if not config.module and name not in seqio.TaskRegistry.names() and name not in seqio.MixtureRegistry.names():
+        import_task_module(PROJECT_TASKS)
+    try:
+        provider = seqio.get_mixture_or_task(name)
+    except ValueError as error:
+        raise DataConfigError(
+            f"MIXTURE_OR_TASK_NAME {name!r} is not a registered seqio task or mixture "
+            f"(MIXTURE_OR_TASK_MODULE={config.module!r}); set MIXTURE_OR_TASK_MODULE to the module "
+            "that registers it, or import that module in a gin file") from error
+    if config.use_cached:
+        uncached = [task.name for task in getattr(provider, "tasks", [provider]) if task.cache_dir is None]
+        if uncached:
+            raise DataConfigError(
+                f"USE_CACHED_TASKS=True but {', '.join(uncached)} has no seqio cache in "
+                f"{seqio.get_global_cache_dirs() or 'any cache dir'}: build it with `python -m "
+                f"seqio.scripts.cache_tasks_main --module_import={config.module or PROJECT_TASKS} "
+                f"--tasks={','.join(uncached)} --output_cache_dir=DIR` and pass "
+                "--seqio_additional_cache_dirs=DIR, or set --gin.USE_CACHED_TASKS=False")
+    return provider
+
+
 def get_dataset(config: DatasetConfig, *, shard_id: int = 0, num_shards: int = 1,
                 per_host_batch_size: int | None = None, num_epochs: int | None = None) -> Any:
     """Batched, feature-converted tf.data pipeline of one host's shard (repeats forever by default)."""
     seqio = _seqio()
-    import_task_module(config.module)
+    get_task(config)
+    _require_lengths(config)
     per_host = per_host_batch_size or config.batch_size // num_shards
     return seqio.get_dataset(
         config.mixture_or_task_name, dict(config.task_feature_lengths),
@@ -60,6 +102,12 @@ def get_dataset(config: DatasetConfig, *, shard_id: int = 0, num_shards: int = 1
         use_cached=config.use_cached, shuffle=config.shuffle, num_epochs=num_epochs,
         shard_info=seqio.ShardInfo(index=shard_id, num_shards=num_shards), seed=config.seed,
         batch_size=per_host, verbose=False)
+
+
+def _require_lengths(config: DatasetConfig) -> None:
+    if config.task_feature_lengths is None:
+        raise DataConfigError(f"{config.mixture_or_task_name} ({config.split}): task_feature_lengths=None "
+                              "(compute the maximum) is for evaluation; training needs TASK_FEATURE_LENGTHS")
 
 
 class BatchIterator:
@@ -89,6 +137,7 @@ class BatchIterator:
 
 def batch_shapes(config: DatasetConfig, batch_size: int) -> dict[str, tuple[int, int]]:
     """Shapes of the features seqio's EncDecFeatureConverter yields for `batch_size` examples."""
+    _require_lengths(config)
     inputs, targets = config.task_feature_lengths["inputs"], config.task_feature_lengths["targets"]
     lengths = {"encoder_input_tokens": inputs, "decoder_target_tokens": targets,
                "decoder_input_tokens": targets, "decoder_loss_weights": targets}

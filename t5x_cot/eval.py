@@ -1,21 +1,30 @@
-"""Evaluate a checkpoint: generate rationales for a task's (or mixture's) examples and score
-the extracted answers, configured by gin as T5X's eval.py.
+"""Evaluate checkpoints as T5X's eval.py: decode (and score) every example of a seqio task or
+mixture and compute the task's own metric functions through `seqio.Evaluator`.
 
     python -m t5x_cot.eval --gin_file=gin/runs/eval.gin --gin_file=gin/models/t5_1_1/small.gin \\
         --gin.CHECKPOINT_PATH="'/tmp/run'" --gin.MIXTURE_OR_TASK_NAME="'coinflip_cot'" \\
         --gin.EVAL_OUTPUT_DIR="'/tmp/run/eval'"
 
-Writes to EVAL_OUTPUT_DIR: `metrics.json` ({task: {metric: value, "distribution": "in"|"ood",
-"dataset", "data_fraction", "coin_flips", ...}}), `predictions.jsonl` (one line per example:
-task, id, question, rationale, answer, gold, correct; with NUM_SAMPLES > 1 also the sampled
-texts) and `run_info.json` (model config, parameter count, decoding settings; read by
-`t5x_cot.report`).
-MIXTURE_OR_TASK_NAME may list several names separated by commas; evaluating a coinflip task
-adds the out-of-distribution tasks coinflip_ood3 and coinflip_ood4 unless ADD_OOD_TASKS=False.
+T5X's own run file works unchanged (`--gin_search_paths=<t5x checkout>
+--gin_file=t5x/configs/runs/eval.gin`): it binds `evaluate` with T5X's argument names.
+
+Writes to EVAL_OUTPUT_DIR: `inference_eval/` (the seqio loggers: `<task>-metrics.jsonl`, one
+line per evaluated step, and `<task>-<step>.jsonl` inferences, as T5X), and for the last
+checkpoint evaluated `metrics.json` ({task: {metric: value, "step", "num_examples", and for
+the project's tasks "distribution": "in"|"ood", "dataset", "data_fraction", "coin_flips"}}),
+`predictions.jsonl` (one line per example; CoT tasks: task, id, question, rationale, answer,
+gold, correct; with NUM_SAMPLES > 1 also the sampled texts) and `run_info.json` (model config,
+parameter count, decoding settings; read by `t5x_cot.report`).
+MIXTURE_OR_TASK_NAME may list several names separated by commas; evaluating a coinflip task on
+the test split adds the out-of-distribution tasks coinflip_ood3 and coinflip_ood4 (test-only)
+unless ADD_OOD_TASKS=False.
+RestoreCheckpointConfig.mode: 'specific' (CHECKPOINT_PATH itself), 'latest' (the newest
+checkpoint in that dir) or 'all' (every checkpoint in it, oldest first).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import pathlib
@@ -24,8 +33,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from t5x_cot import answers, gin_utils
-from t5x_cot.decoding import self_consistency
+from t5x_cot import answers, gin_utils, paths
 from t5x_cot.decoding.predict import DecodeConfig
 
 gin = gin_utils.gin
@@ -34,128 +42,62 @@ OOD_TASKS = ("coinflip_ood3", "coinflip_ood4")
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 RUN_INFO_FILE = "run_info.json"
+INFERENCE_EVAL_DIR = "inference_eval"
+RESTORE_MODES = ("specific", "latest", "all")
 
 
-def dataset_of(task_name: str) -> str:
-    """The dataset a task is built on (`gsm8k_cot_frac25` -> `gsm8k`)."""
+@dataclasses.dataclass(frozen=True)
+class RestoreCheckpointConfig:
+    """Which checkpoint(s) to evaluate (T5X's `utils.RestoreCheckpointConfig` has the same fields).
+
+    `path`: a checkpoint (ours or a native T5X `checkpoint_N`), a MODEL_DIR, or a list of
+    checkpoints. `mode`: 'specific' (`path` itself), 'latest' (the newest checkpoint in the
+    dir `path`), 'all' (every checkpoint in it). `dtype`: the params are rounded to it.
+    """
+
+    path: str | Sequence[str]
+    mode: str = "specific"
+    dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in RESTORE_MODES:
+            raise ValueError(f"RestoreCheckpointConfig.mode={self.mode!r}; expected one of {', '.join(RESTORE_MODES)}")
+
+
+def dataset_of(task_name: str) -> str | None:
+    """The project dataset a task is built on (`gsm8k_cot_frac25` -> `gsm8k`), else None."""
     dataset = task_name.split("_")[0]
-    if dataset not in answers.ANSWER_TYPES:
-        raise ValueError(f"task {task_name!r} is not built on one of {sorted(answers.ANSWER_TYPES)}")
-    return dataset
+    return dataset if dataset in answers.ANSWER_TYPES else None
 
 
 def expand_task_names(mixture_or_task_names: str | Sequence[str], add_ood_tasks: bool = True) -> list[str]:
-    """Task names of comma-separated task/mixture names, mixtures expanded, OOD tasks added."""
+    """The names as given (comma-separated or a list), with the coinflip OOD tasks added when
+    one of their tasks is built on coinflip."""
     import seqio  # pylint: disable=import-outside-toplevel
-    names = mixture_or_task_names.split(",") if isinstance(mixture_or_task_names, str) else list(mixture_or_task_names)
-    tasks: list[str] = []
-    for name in (n.strip() for n in names if n.strip()):
-        provider = seqio.get_mixture_or_task(name)
-        members = [t.name for t in provider.tasks] if isinstance(provider, seqio.Mixture) else [name]
-        tasks.extend(t for t in members if t not in tasks)
-    if add_ood_tasks and any(dataset_of(t) == "coinflip" for t in tasks):
-        tasks.extend(t for t in OOD_TASKS if t not in tasks)
-    return tasks
+    from t5x_cot.inference_evaluation import split_names  # pylint: disable=import-outside-toplevel
+    names = split_names(mixture_or_task_names)
+    subtasks = [t.name for name in names for t in seqio.get_subtasks(seqio.get_mixture_or_task(name))]
+    if add_ood_tasks and any(dataset_of(t) == "coinflip" for t in subtasks):
+        names += [t for t in OOD_TASKS if t not in subtasks]
+    return names
 
 
 def task_facts(task_name: str) -> dict[str, Any]:
-    """What a report plots a task's accuracy against: its dataset, the fraction of the training
-    rationales the model saw (`gsm8k_cot_frac25` -> 0.25) and, for coinflip, the number of
-    people flipping (in-distribution 2; `coinflip_ood3` -> 3)."""
+    """What a report plots a project task's accuracy against: its dataset, the fraction of the
+    training rationales the model saw (`gsm8k_cot_frac25` -> 0.25), in or out of distribution
+    and, for coinflip, the number of people flipping (in-distribution 2; `coinflip_ood3` -> 3).
+    Empty for other tasks."""
     from t5x_cot.tasks import sources, splits  # pylint: disable=import-outside-toplevel
     dataset = dataset_of(task_name)
+    if dataset is None:
+        return {}
     fraction = next((v for k, v in splits.FRACTIONS.items() if task_name.endswith(f"_{k}")), 1.0)
-    facts: dict[str, Any] = {"dataset": dataset, "data_fraction": fraction}
+    facts: dict[str, Any] = {"dataset": dataset, "data_fraction": fraction,
+                             "distribution": "ood" if task_name in OOD_TASKS else "in"}
     if dataset == "coinflip":
         ood = re.fullmatch(r"coinflip_ood(\d+)", task_name)
         facts["coin_flips"] = int(ood.group(1)) if ood else sources.COINFLIP_SETS["test"].num_people
     return facts
-
-
-def task_examples(task_name: str, split: str, max_examples: int | None = None) -> list[dict[str, str]]:
-    """Rows (id, inputs, targets, answer as text) of a seqio task split, in source order.
-
-    A task without `split` (the OOD tasks only have `test`) is read from `test`.
-    """
-    import seqio  # pylint: disable=import-outside-toplevel
-    source = seqio.get_mixture_or_task(task_name).source
-    if split not in source.splits:
-        split = "test"
-    rows = []
-    for row in source.get_dataset(split=split, shuffle=False).as_numpy_iterator():
-        rows.append({k: (v.decode("utf-8") if isinstance(v, bytes) else str(v)) for k, v in row.items()})
-        if max_examples is not None and len(rows) >= max_examples:
-            break
-    return rows
-
-
-def score_task(task_name: str, rows: Sequence[Mapping[str, str]],
-               generations: Sequence[Sequence[Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Metrics (the task's seqio metric functions, plus self-consistency accuracy@k with more
-    than one sample) and prediction records of one task."""
-    import seqio  # pylint: disable=import-outside-toplevel
-    task = seqio.get_mixture_or_task(task_name)
-    answer_type = answers.ANSWER_TYPES[dataset_of(task_name)]
-    targets = [task.postprocess_fn(r["targets"], example={"answer": r["answer"]}, is_target=True) for r in rows]
-    predictions = [task.postprocess_fn(g[0].text, example=None, is_target=False) for g in generations]
-    metrics: dict[str, Any] = {}
-    for metric_fn in task.metric_fns:
-        metrics.update(metric_fn(targets, predictions))
-    num_samples = len(generations[0]) if generations else 1
-    voted = [self_consistency.vote([s.text for s in g], answer_type, num_samples) for g in generations]
-    if num_samples > 1:
-        table = self_consistency.accuracy_by_k([[s.text for s in g] for g in generations],
-                                               [r["answer"] for r in rows], answer_type)
-        metrics.update(self_consistency.format_accuracy_by_k(table))
-    metrics.update(num_examples=len(rows), distribution="ood" if task_name in OOD_TASKS else "in",
-                   **task_facts(task_name))
-    records = []
-    for row, samples, answer in zip(rows, generations, voted, strict=True):
-        record = {"task": task_name, "id": row.get("id"), "question": row["inputs"],
-                  "rationale": samples[0].text, "answer": answer, "gold": row["answer"],
-                  "correct": answer is not None and answers.is_correct(answer, row["answer"], answer_type),
-                  "num_tokens": samples[0].num_tokens}
-        calls = [c for s in samples[:1] for c in s.calculator_calls]
-        if calls:
-            record["calculator_calls"] = [{"expression": c.expression, "forced": c.result} for c in calls]
-        if num_samples > 1:
-            record["samples"] = [s.text for s in samples]
-        records.append(record)
-    return metrics, records
-
-
-def evaluate_tasks(model_config: Any, params: Any, task_names: Sequence[str], *,
-                   decode_config: DecodeConfig = DecodeConfig(), split: str = "test",
-                   batch_size: int = 32, input_length: int = 256, max_examples: int | None = None,
-                   output_dir: str | pathlib.Path | None = None, partitioner: Any = None,
-                   vocabulary: Any = None, progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Generate and score every task; returns {task: metrics}. With `output_dir`, also writes
-    metrics.json and predictions.jsonl there.
-
-    `vocabulary` is a seqio SentencePieceVocabulary (default: `t5x_cot.tasks.vocab.get_vocabulary()`).
-    """
-    from t5x_cot.decoding.codec import SentencePieceCodec  # pylint: disable=import-outside-toplevel
-    from t5x_cot.decoding.generate import generate  # pylint: disable=import-outside-toplevel
-    from t5x_cot.decoding.predict import Predictor  # pylint: disable=import-outside-toplevel
-    import t5x_cot.tasks  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-    from t5x_cot.tasks import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
-
-    codec = SentencePieceCodec.from_vocabulary(vocabulary or vocab_lib.get_vocabulary())
-    predictor = Predictor(model_config, params, decode_config, partitioner, codec)
-    all_metrics: dict[str, dict[str, Any]] = {}
-    all_records: list[dict[str, Any]] = []
-    for task_name in task_names:
-        rows = task_examples(task_name, split, max_examples)
-        generations = generate(predictor, codec, [r["inputs"] for r in rows], batch_size=batch_size,
-                               input_length=input_length, num_samples=decode_config.num_samples,
-                               progress=task_name if progress else None)
-        metrics, records = score_task(task_name, rows, generations)
-        logger.info("%s: %s", task_name, metrics)
-        all_metrics[task_name] = metrics
-        all_records.extend(records)
-    if output_dir is not None:
-        write_outputs(output_dir, all_metrics, all_records, run_info(model_config, params, decode_config))
-    return all_metrics
 
 
 def run_info(model_config: Any, params: Any, decode_config: DecodeConfig) -> dict[str, Any]:
@@ -168,49 +110,163 @@ def run_info(model_config: Any, params: Any, decode_config: DecodeConfig) -> dic
 def write_outputs(output_dir: str | pathlib.Path, metrics: Mapping[str, Any],
                   records: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> None:
     """metrics.json, predictions.jsonl and run_info.json in `output_dir` (created if needed)."""
-    out = pathlib.Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    with open(out / PREDICTIONS_FILE, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    paths.makedirs(output_dir)
+    paths.write_text(paths.join(output_dir, RUN_INFO_FILE), json.dumps(info, indent=2, sort_keys=True) + "\n")
+    paths.write_text(paths.join(output_dir, METRICS_FILE), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    paths.write_text(paths.join(output_dir, PREDICTIONS_FILE),
+                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
-def load_checkpoint(checkpoint_path: str, model_config: Any) -> Any:
-    """Params of `checkpoint_path`, checked against the model's param shapes."""
+def _evaluation_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A prediction record as predictions.jsonl has it: CoT records name the input `question`
+    and the prediction `rationale`; other tasks' records are kept as they are."""
+    if "answer" not in record:
+        return dict(record)
+    renamed = {"inputs": "question", "prediction": "rationale"}
+    return {renamed.get(k, k): v for k, v in record.items() if k not in ("index", "targets")}
+
+
+def run_evaluation(evaluator: Any, params: Any, step: int, output_dir: str | pathlib.Path | None) -> dict[str, Any]:
+    """One `InferenceEvaluator.evaluate`, with the project tasks' facts added; with `output_dir`,
+    metrics.json, predictions.jsonl and run_info.json are written there."""
+    metrics: dict[str, Any] = {}
+    for task, values in evaluator.evaluate(params, step).items():
+        metrics[task] = {**values, "step": int(step),
+                         "num_examples": len(evaluator.task_examples(task)), **task_facts(task)}
+    if output_dir is not None:
+        records = [_evaluation_record(r) for r in evaluator.predictions()]
+        info = run_info(evaluator.model_config, params, evaluator.decode_configs[0])
+        write_outputs(output_dir, metrics, records, info)
+    return metrics
+
+
+def evaluate_tasks(model_config: Any, params: Any, task_names: Sequence[str], *,
+                   decode_config: DecodeConfig = DecodeConfig(), split: str = "test",
+                   batch_size: int = 32, input_length: int = 256, max_examples: int | None = None,
+                   output_dir: str | pathlib.Path | None = None, partitioner: Any = None,
+                   vocabulary: Any = None, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Decode and score `task_names` with in-memory params (inputs cut to `input_length`,
+    targets to `decode_config.max_decode_length`); returns {task: metrics}. With
+    `output_dir`, also writes metrics.json, predictions.jsonl and run_info.json there.
+
+    The tasks' own vocabulary decodes the text; `vocabulary` and `progress` are accepted for
+    callers written against the earlier signature.
+    """
+    del vocabulary, progress
+    import seqio  # pylint: disable=import-outside-toplevel
+    from t5x_cot.data_pipeline import DatasetConfig  # pylint: disable=import-outside-toplevel
+    from t5x_cot.inference_evaluation import InferenceEvaluator  # pylint: disable=import-outside-toplevel
+    lengths = {"inputs": int(input_length), "targets": int(decode_config.max_decode_length)}
+    cfg = DatasetConfig(",".join(task_names), lengths, split=split, batch_size=batch_size, shuffle=False)
+    evaluator = InferenceEvaluator(model_config, cfg, partitioner=partitioner, decode_config=decode_config,
+                                   output_dir="", evaluator_cls=functools.partial(seqio.Evaluator,
+                                                                                  num_examples=max_examples))
+    return run_evaluation(evaluator, params, 0, output_dir)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def _checkpoints_in(directory: str) -> dict[int, str]:
+    """`checkpoint_<step>` entries of a dir (ours and native T5X ones), by step."""
     from t5x_cot import checkpoints  # pylint: disable=import-outside-toplevel
-    from t5x_cot.model import models  # pylint: disable=import-outside-toplevel
-    params, _ = checkpoints.load_params(checkpoint_path)
-    shapes = models.EncoderDecoderModel(model_config).param_shapes(
-        {"encoder_input_tokens": (1, 1), "decoder_input_tokens": (1, 1), "decoder_target_tokens": (1, 1)})
-    checkpoints.check_tree_matches(params, shapes, str(checkpoint_path))
-    return params
+    root = pathlib.Path(directory)
+    found = {step: str(path) for step, path in checkpoints.step_dirs(root).items()}
+    if root.is_dir():
+        for child in root.iterdir():
+            match = re.fullmatch(rf"{checkpoints.STEP_PREFIX}_(\d+)", child.name)
+            if match and int(match.group(1)) not in found and checkpoints.is_t5x_checkpoint(child):
+                found[int(match.group(1))] = str(child)
+    return dict(sorted(found.items()))
 
 
-def evaluate(*, model: Any, checkpoint_path: str, mixture_or_task_name: str, output_dir: str,
-             decode_config: DecodeConfig = DecodeConfig(), split: str = "test", batch_size: int = 32,
-             task_feature_lengths: Mapping[str, int] | None = None, max_examples: int | None = None,
-             add_ood_tasks: bool = True, partitioner: Any = None, progress: bool = True) -> dict[str, Any]:
-    """The gin-configured evaluation run behind `python -m t5x_cot.eval`."""
-    lengths = dict(task_feature_lengths or {"inputs": 256, "targets": 256})
-    decode_config = dataclasses.replace(decode_config, max_decode_length=int(lengths["targets"]))
-    params = load_checkpoint(checkpoint_path, model.config)
-    task_names = expand_task_names(mixture_or_task_name, add_ood_tasks)
-    return evaluate_tasks(model.config, params, task_names, decode_config=decode_config, split=split,
-                          batch_size=batch_size, input_length=int(lengths["inputs"]),
-                          max_examples=max_examples, output_dir=output_dir, partitioner=partitioner,
-                          progress=progress)
+def checkpoint_paths(restore_cfg: Any) -> list[str]:
+    """The checkpoints a RestoreCheckpointConfig (ours or T5X's) selects, oldest first."""
+    from t5x_cot import checkpoints  # pylint: disable=import-outside-toplevel
+    path = restore_cfg.path
+    given = [path] if isinstance(path, (str, pathlib.Path)) else [str(p) for p in (path or [])]
+    if not given:
+        raise checkpoints.CheckpointError("RestoreCheckpointConfig.path (CHECKPOINT_PATH) is empty")
+    mode = getattr(restore_cfg, "mode", "specific")
+    if mode == "specific":
+        return [str(p) for p in given]
+    if mode not in RESTORE_MODES:
+        raise ValueError(f"RestoreCheckpointConfig.mode={mode!r}; expected one of {', '.join(RESTORE_MODES)}")
+    found: dict[int, str] = {}
+    for directory in given:
+        found.update(_checkpoints_in(str(directory)))
+    if not found:
+        raise checkpoints.CheckpointError(
+            f"{', '.join(map(str, given))}: no {checkpoints.STEP_PREFIX}_<step> checkpoints here "
+            f"(RestoreCheckpointConfig.mode={mode!r} looks for them in the dir CHECKPOINT_PATH)")
+    return list(found.values()) if mode == "all" else [found[max(found)]]
+
+
+def restore(path: str, model_config: Any, dtype: str | None = None) -> tuple[Any, int]:
+    """(params, step) of one checkpoint, checked against the model's param shapes."""
+    from t5x_cot import checkpoints  # pylint: disable=import-outside-toplevel
+    if not paths.exists(path):
+        raise checkpoints.CheckpointError(f"{path}: no checkpoint here (CHECKPOINT_PATH does not exist)")
+    return checkpoints.restore_checkpoint(path, model_config, dtype)
+
+
+# ------------------------------------------------------------------ the gin entry point
+
+
+def evaluate(*, model: Any, dataset_cfg: Any, restore_checkpoint_cfg: Any, output_dir: str,
+             partitioner: Any = None, inference_evaluator_cls: Any = None,
+             decode_config: DecodeConfig | None = None, add_ood_tasks: bool = True,
+             max_examples: int | None = None) -> dict[str, Any]:
+    """The gin-configured evaluation run behind `python -m t5x_cot.eval` (T5X's `evaluate`
+    arguments, plus the decoding settings, OOD tasks and an example cap); returns the metrics
+    of the last checkpoint evaluated.
+
+    `dataset_cfg`: a `DatasetConfig` (task_feature_lengths None: the data's maximum lengths).
+    `inference_evaluator_cls`: T5X's (a gin-configured `seqio.Evaluator`; default: seqio's,
+    logging JSON lines). `max_examples` caps the examples of each task (seqio.Evaluator's
+    num_examples).
+    """
+    import seqio  # pylint: disable=import-outside-toplevel
+    from t5x_cot.inference_evaluation import InferenceEvaluator  # pylint: disable=import-outside-toplevel
+    from t5x_cot.data_pipeline import get_task  # pylint: disable=import-outside-toplevel
+    paths.check_writable(output_dir, "EVAL_OUTPUT_DIR")
+    checkpoint_list = checkpoint_paths(restore_checkpoint_cfg)
+    get_task(dataset_cfg)
+    names = expand_task_names(dataset_cfg.mixture_or_task_name, add_ood_tasks and dataset_cfg.split == "test")
+    dataset_cfg = dataclasses.replace(dataset_cfg, mixture_or_task_name=",".join(names))
+    evaluator_cls = inference_evaluator_cls or functools.partial(
+        seqio.Evaluator, logger_cls=(seqio.PyLoggingLogger, seqio.JSONLogger))
+    if max_examples is not None:
+        evaluator_cls = functools.partial(evaluator_cls, num_examples=max_examples)
+    evaluator = InferenceEvaluator(model.config, dataset_cfg, partitioner=partitioner,
+                                   output_dir=paths.join(output_dir, INFERENCE_EVAL_DIR),
+                                   evaluator_cls=evaluator_cls, decode_config=decode_config)
+    metrics: dict[str, Any] = {}
+    for path in checkpoint_list:
+        params, step = restore(path, model.config, getattr(restore_checkpoint_cfg, "dtype", None))
+        logger.info("evaluating %s (step %d)", path, step)
+        metrics = run_evaluation(evaluator, params, step, output_dir)
+    return metrics
+
+
+def register_configurables() -> None:
+    """`evaluate` and `RestoreCheckpointConfig` as gin names, with the training core's (idempotent)."""
+    gin_utils.register_configurables()
+    for configurable in (evaluate, RestoreCheckpointConfig):
+        if not gin_utils.is_registered(f"t5x_cot.eval.{configurable.__name__}"):
+            gin.external_configurable(configurable, module="t5x_cot.eval")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: gin flags (see `t5x_cot.gin_utils`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from t5x_cot import checkpoints  # pylint: disable=import-outside-toplevel
+    from t5x_cot import checkpoints, data_pipeline  # pylint: disable=import-outside-toplevel
+    register_configurables()
     try:
         metrics = gin_utils.run_configured(argv, evaluate, "t5x_cot.eval")
-    except (gin_utils.GinConfigError, checkpoints.CheckpointError, ValueError) as error:
+    except (gin_utils.GinConfigError, checkpoints.CheckpointError, data_pipeline.DataConfigError,
+            ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=2, sort_keys=True))

@@ -1,12 +1,16 @@
 """gin flags as T5X users know them: `--gin_file`, `--gin.NAME=value`, `--gin_bindings`,
 `--gin_search_paths`, with one-line errors for a typo in a binding or a missing macro.
 
-The shipped configs (the repository's `gin/` folder) are always on the
-search path, so `gin/models/t5_1_1/tiny.gin` and `models/t5_1_1/tiny.gin` resolve from any
-working directory.
+The shipped configs (the repository's `gin/` folder, which also holds our own
+`t5x/configs/runs/*.gin` and `t5x/examples/t5/*/*.gin` at T5X's paths) are always on the
+search path, so `gin/models/t5_1_1/tiny.gin`, `models/t5_1_1/tiny.gin` and
+`t5x/configs/runs/finetune.gin` resolve from any working directory. `include` statements
+resolve against `--gin_search_paths`, the shipped folder and the including files' folders,
+never the working directory.
 """
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib
 import importlib.resources
@@ -44,12 +48,13 @@ def shipped_config_dir() -> pathlib.Path:
 
 
 def default_search_paths() -> list[str]:
-    """The working directory and the shipped config folder."""
-    return [os.getcwd(), str(shipped_config_dir())]
+    """The shipped config folder (the working directory is never searched for includes)."""
+    return [str(shipped_config_dir())]
 
 
 def resolve_gin_file(name: str, search_paths: Sequence[str]) -> str:
-    """The path of gin file `name`: as given, under a search path, or shipped (`gin/` optional)."""
+    """The path of gin file `name` given on the command line: as given (relative to the cwd, as
+    in T5X), under a search path, or shipped (`gin/` optional)."""
     candidates = [pathlib.Path(name)]
     candidates += [pathlib.Path(root) / name for root in search_paths]
     if name.startswith("gin/"):
@@ -97,6 +102,61 @@ def split_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str
     return files, bindings, paths, rest
 
 
+def _absl_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "t", "y"):
+        return True
+    if text.lower() in ("0", "false", "no", "f", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
+
+
+def add_t5x_flags(parser: argparse.ArgumentParser) -> None:
+    """The absl flags T5X's train.py, eval.py and infer.py take (besides the gin flags)."""
+    flag = parser.add_argument
+    flag("--alsologtostderr", "--logtostderr", nargs="?", const=True, default=False, type=_absl_bool,
+         help="log (INFO and up) to stderr")
+    flag("--tfds_data_dir", default=None, help="TensorFlow Datasets data dir (overrides the tasks' own)")
+    flag("--seqio_additional_cache_dirs", action="append", default=[],
+         help="comma-separated extra seqio cache dirs (for USE_CACHED_TASKS=True); repeatable")
+    flag("--multiprocess_gpu", nargs="?", const=True, default=False, type=_absl_bool,
+         help="initialise JAX's multi-process runtime (with --coordinator_address etc.)")
+    flag("--coordinator_address", default=None, help="HOST:PORT of process 0 (multi-host)")
+    flag("--process_count", "--num_processes", dest="process_count", type=int, default=None)
+    flag("--process_index", "--process_id", dest="process_index", type=int, default=None)
+    flag("--distributed", action="store_true", help="call jax.distributed.initialize() and let JAX find the cluster")
+    flag("--log_level", default="WARNING", help="Python logging level")
+
+
+def apply_t5x_flags(args: argparse.Namespace) -> None:
+    """Act on the flags of `add_t5x_flags`: logging, TFDS dir, seqio cache dirs, multi-process JAX."""
+    import logging
+
+    level = "INFO" if args.alsologtostderr else args.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s")
+    if args.alsologtostderr:
+        logging.getLogger().setLevel(level)
+    cache_dirs = [d for value in args.seqio_additional_cache_dirs for d in value.split(",") if d]
+    if args.tfds_data_dir or cache_dirs:
+        from t5x_cot import data_pipeline
+
+        seqio = data_pipeline._seqio()  # noqa: SLF001 - the one place seqio is imported
+        if args.tfds_data_dir:
+            seqio.set_tfds_data_dir_override(args.tfds_data_dir)
+        if cache_dirs:
+            seqio.add_global_cache_dirs(cache_dirs)
+    if args.multiprocess_gpu or args.coordinator_address or args.distributed:
+        import jax
+
+        jax.distributed.initialize(args.coordinator_address, args.process_count, args.process_index)
+
+
+class _FlagParser(argparse.ArgumentParser):
+    """argparse whose errors are GinConfigErrors (one line) instead of exits."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise GinConfigError(f"unknown or bad arguments: {message}")
+
+
 def parse_gin_flags(argv: Sequence[str], *, search_paths: Sequence[str] = (),
                     module_macros: Sequence[str] = ("MIXTURE_OR_TASK_MODULE",)) -> list[str]:
     """Parse the gin flags in `argv` into the global gin config; return the other arguments.
@@ -120,19 +180,50 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: S
     """
     paths = [*search_paths, *default_search_paths()]
     resolved = [resolve_gin_file(name, paths) for name in gin_files]
-    for path in reversed(paths):
-        gin.add_config_file_search_path(path)
+    set_include_paths([*paths, *dict.fromkeys(os.path.dirname(path) for path in resolved)])
     if module_macros:
-        _parse_all(resolved, bindings, skip_unknown=True)
-        for name in module_macros:
-            module = macro_value(name)
-            if isinstance(module, str) and module:
-                try:
-                    importlib.import_module(module)
-                except ImportError as error:
-                    raise GinConfigError(f"{name}={module!r} cannot be imported: {error}") from error
+        _import_module_macros(resolved, bindings, module_macros)
     _parse_all(resolved, bindings)
     check_macros(_macro_names(bindings), require=require_macros)
+
+
+def set_include_paths(paths: Sequence[str]) -> None:
+    """Where gin looks for `include`d files, in order (replacing gin's default, the cwd)."""
+    gin.config._LOCATION_PREFIXES[:] = [str(path) for path in paths]  # noqa: SLF001
+
+
+def _import_module_macros(files: Sequence[str], bindings: Sequence[str], names: Sequence[str]) -> None:
+    """Import the modules named by `names` (MIXTURE_OR_TASK_MODULE) before the real parse.
+
+    A lenient first pass reads their values; when even that pass fails, the values come from
+    the command-line bindings alone and the real parse reports the actual error.
+    """
+    try:
+        _parse_all(files, bindings, skip_unknown=True)
+        values = {name: macro_value(name) for name in names}
+    except GinConfigError:
+        values = {name: _binding_value(bindings, name) for name in names}
+    for name, module in values.items():
+        if isinstance(module, str) and module:
+            try:
+                importlib.import_module(module)
+            except ImportError as error:
+                raise GinConfigError(f"{name}={module!r} cannot be imported: {error}") from error
+
+
+def _binding_value(bindings: Sequence[str], name: str) -> Any:
+    """The literal value of `name=...` among the bindings (the last wins), or None."""
+    import ast
+
+    value = None
+    for binding in bindings:
+        key, _, text = binding.partition("=")
+        if key.strip() == name:
+            try:
+                value = ast.literal_eval(text.strip())
+            except (ValueError, SyntaxError):
+                value = None
+    return value
 
 
 def _parse_all(files: Sequence[str], bindings: Sequence[str], skip_unknown: bool = False) -> None:
@@ -143,7 +234,47 @@ def _parse_all(files: Sequence[str], bindings: Sequence[str], skip_unknown: bool
             gin.parse_config_file(path, skip_unknown=skip_unknown)
     for binding in bindings:
         with clean_errors("binding"):
-            gin.parse_config(binding, skip_unknown=skip_unknown)
+            gin.parse_config(_disambiguate(binding), skip_unknown=skip_unknown)
+
+
+_BINDING_KEY = re.compile(r"^\s*(?P<scope>(?:[\w.]+/)*)(?P<selector>[\w.]+)\.(?P<param>\w+)\s*=")
+
+
+def _configured_selectors() -> set[str]:
+    """Selectors the parsed config binds or references (`@name`)."""
+    found = {selector for (_, selector) in gin.config._CONFIG}  # noqa: SLF001
+
+    def walk(value: Any) -> None:
+        if isinstance(value, gin.config.ConfigurableReference):
+            found.add(value.configurable.selector)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple, set)):
+            for item in value:
+                walk(item)
+
+    for params in gin.config._CONFIG.values():  # noqa: SLF001
+        walk(list(params.values()))
+    return found
+
+
+def _disambiguate(binding: str) -> str:
+    """`train.x = 1` names the `train` the config files configure when several are registered
+    (ours and T5X's `__main__.train`); other bindings are returned unchanged."""
+    match = _BINDING_KEY.match(binding)
+    if not match:
+        return binding
+    selector = match.group("selector")
+    candidates = [name for name, _ in gin.config._REGISTRY.items()  # noqa: SLF001
+                  if name == selector or name.endswith("." + selector)]
+    if len(candidates) < 2:
+        return binding
+    configured = _configured_selectors()
+    used = [candidate for candidate in candidates if candidate in configured]
+    if len(used) != 1:
+        return binding
+    return binding[:match.start("selector")] + used[0] + binding[match.end("selector"):]
 
 
 def check_macros(cli_macros: Sequence[str] = (), require: bool = True) -> None:
@@ -157,7 +288,7 @@ def check_macros(cli_macros: Sequence[str] = (), require: bool = True) -> None:
     for name in cli_macros:
         if name not in used:
             raise GinConfigError(
-                f"unknown gin macro {name} (no config uses it){_did_you_mean(name, used)}")
+                f"unknown gin macro {name} (no config uses it){hint_for(name) or _did_you_mean(name, used)}")
     for name in sorted(used):
         if name not in defined:
             raise GinConfigError(f"gin macro %{name} is used but never set{_did_you_mean(name, defined)}")
@@ -232,7 +363,39 @@ class clean_errors:
             first = error.msg or first
         elif isinstance(error, tokenize.TokenError) and len(error.args) > 1:
             first = f"line {error.args[1][0]}: {error.args[0]}"
-        raise GinConfigError(f"gin: {where}{first}") from error
+        raise GinConfigError(f"gin: {where}{first}{name_hint(text)}") from error
+
+
+# Names from other configs (T5X's) that are not configurable here, and what to use instead.
+NAME_HINTS: dict[str, str] = {}
+_UNKNOWN_NAME = re.compile(r"No configurable matching '([^']+)'|'([^']+)' was not provided by an import|"
+                           r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'")
+
+
+def add_name_hints(hints: dict[str, str]) -> None:
+    """Register `{unknown name: what to use instead}` for gin errors (selector or selector.param)."""
+    NAME_HINTS.update(hints)
+
+
+def name_hint(message: str) -> str:
+    """` (hint)` for the unknown configurable, import or parameter named in a gin error, else ''."""
+    match = _UNKNOWN_NAME.search(message)
+    if not match:
+        return ""
+    if match.group(3):
+        selector = match.group(3).rsplit(".", 1)[-1] if "." in match.group(3) else match.group(3)
+        keys = [f"{match.group(3)}.{match.group(4)}", f"{selector}.{match.group(4)}"]
+    else:
+        keys = [match.group(1) or match.group(2)]
+    return next((hint for key in keys if (hint := hint_for(key))), "")
+
+
+def hint_for(name: str) -> str:
+    """` (what to use instead)` for a name registered with `add_name_hints`, else ''."""
+    for known, hint in NAME_HINTS.items():
+        if name == known or name.endswith("." + known) or name.endswith("/" + known):
+            return f" ({hint})"
+    return ""
 
 
 def macro_value(name: str, default: Any = None) -> Any:
@@ -245,16 +408,28 @@ def macro_value(name: str, default: Any = None) -> Any:
     return value if reference is None else macro_value(reference, default)
 
 
-def write_operative_config(model_dir: str, filename: str = "config.gin") -> pathlib.Path:
-    """Write the operative gin config (bindings used so far) to `model_dir/filename`."""
-    path = pathlib.Path(model_dir) / filename
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(gin.operative_config_str(), encoding="utf-8")
+def write_operative_config(model_dir: str, filename: str = "config.gin") -> str:
+    """Write the operative gin config (bindings used so far) to `model_dir/filename` (local or URL)."""
+    from t5x_cot import paths
+
+    path = paths.join(model_dir, filename)
+    paths.write_text(path, gin.operative_config_str())
     return path
 
 
-def call_configurable(selector: str, **kwargs: Any) -> Any:
-    """Call the configurable `selector` with its gin bindings; a missing argument is a GinConfigError."""
+def is_configured(fn: Any) -> bool:
+    """Whether `fn` is registered with gin and the parsed config binds any of its parameters."""
+    configurable = gin.config._inverse_lookup(fn)  # noqa: SLF001
+    return configurable is not None and any(
+        selector == configurable.selector for (_, selector) in gin.config._CONFIG)  # noqa: SLF001
+
+
+def call_configurable(selector: Any, **kwargs: Any) -> Any:
+    """Call the configurable `selector` (a gin name, a registered function, or its Python path
+    such as `t5x_cot.train.train`) with its gin bindings; a missing argument is a GinConfigError."""
+    if isinstance(selector, str) and not is_registered(selector) and "." in selector:
+        module, _, name = selector.rpartition(".")
+        selector = getattr(importlib.import_module(module), name)
     configured = gin.get_configurable(selector)
     try:
         return configured(**kwargs)
@@ -272,12 +447,18 @@ _REGISTERED: set[str] = set()
 def run_configured(argv: Sequence[str], fn: Any, module: str) -> Any:
     """Parse the gin flags in `argv`, make `fn` configurable as `module.<name>`, and call it.
 
-    The shared body of the gin entry points (`python -m t5x_cot.eval`, `... .infer`): any
-    argument that is not a gin flag is a GinConfigError.
+    The shared body of the gin entry points (`python -m t5x_cot.eval`, `... .infer`): the
+    other arguments are T5X's absl flags (`add_t5x_flags`; anything else is a GinConfigError).
+    T5X run files reach `fn` as `import __main__ as <x>_script` + `<x>_script.<name>`.
     """
+    from t5x_cot import t5x_compat
+
     files, bindings, paths, rest = split_gin_flags(argv)
-    if rest:
-        raise GinConfigError(f"unknown arguments: {' '.join(rest)}")
+    parser = _FlagParser(prog=module, add_help=False)
+    add_t5x_flags(parser)
+    apply_t5x_flags(parser.parse_args(rest))
+    t5x_compat.install()
+    t5x_compat.bind_script(fn.__name__, fn)
     register_configurables()
     if f"{module}.{fn.__name__}" not in gin.config._REGISTRY:  # noqa: SLF001
         gin.external_configurable(fn, name=fn.__name__, module=module, denylist=["progress"])
@@ -291,24 +472,40 @@ def register_configurables() -> None:
     Names as used in `gin/runs/*.gin`: `train`, `CheckpointConfig`, `DatasetConfig`,
     `partitioning.Partitioner`, `partitioning.standard_logical_axis_rules`,
     `partitioning.fsdp_logical_axis_rules`, `optimizers.adafactor`,
-    `optimizers.create_learning_rate_scheduler` (and the other schedules).
+    `optimizers.create_learning_rate_scheduler` (and the other schedules). The first three are
+    registered under exactly those names, so they stay unambiguous next to T5X's
+    `train_script.train` and `t5x.utils.*Config` (gin prefers an exact match).
     """
     from t5x_cot import data_pipeline, optimizers, partitioning
     from t5x_cot import train as train_lib
 
     targets = [
-        (train_lib, ("train", "CheckpointConfig")),
-        (data_pipeline, ("DatasetConfig",)),
-        (partitioning, ("Partitioner", "standard_logical_axis_rules", "fsdp_logical_axis_rules")),
+        (train_lib, ("train", "CheckpointConfig"), None),
+        (data_pipeline, ("DatasetConfig",), None),
+        (partitioning, ("Partitioner", "standard_logical_axis_rules", "fsdp_logical_axis_rules"), partitioning.__name__),
         (optimizers, ("adafactor", "create_learning_rate_scheduler", "constant_schedule",
-                      "rsqrt_schedule", "linear_decay_schedule")),
+                      "rsqrt_schedule", "linear_decay_schedule"), optimizers.__name__),
     ]
-    for module, names in targets:
+    for module, names, gin_module in targets:
         for name in names:
             key = f"{module.__name__}.{name}"
-            if key not in _REGISTERED:
-                gin.external_configurable(getattr(module, name), name=name, module=module.__name__)
-                _REGISTERED.add(key)
+            if key in _REGISTERED:
+                continue
+            if gin_module is None:
+                register_exact(getattr(module, name), name)
+            else:
+                gin.external_configurable(getattr(module, name), name=name, module=gin_module)
+            _REGISTERED.add(key)
+
+
+def register_exact(obj: Any, name: str) -> None:
+    """Register `obj` under exactly `name` (gin otherwise prefixes the object's `__module__`)."""
+    original = obj.__module__
+    obj.__module__ = None
+    try:
+        gin.external_configurable(obj, name=name)
+    finally:
+        obj.__module__ = original
 
 
 def is_registered(selector: str) -> bool:

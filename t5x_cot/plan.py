@@ -186,6 +186,18 @@ def build_plan(model: Any, param_axes: Any, *, mesh_shape: dict[str, int], rules
                 [tuple(row) for row in groups.values()], memory, num_params)
 
 
+def recommend_settings(plan: Plan, device_memory: int | None) -> dict[str, Any] | None:
+    """The `T5Config` remat / scan settings to train with (gin: `network.T5Config.remat_policy`,
+    `network.T5Config.scan_layers`): no remat, unrolled layers (fastest) when everything fits
+    `device_memory` (or it is unknown); full per-layer remat over scanned layers when only
+    that fits; None when neither fits."""
+    if device_memory is None or plan.memory.total <= device_memory:
+        return {"remat_policy": "none", "scan_layers": False}
+    if plan.memory.total_remat <= device_memory:
+        return {"remat_policy": "full", "scan_layers": True}
+    return None
+
+
 def format_plan(plan: Plan, device_memory: int | None = None) -> str:
     """The report `t5x-cot plan` prints."""
     data, model = plan.mesh_shape["data"], plan.mesh_shape["model"]
@@ -214,6 +226,12 @@ def format_plan(plan: Plan, device_memory: int | None = None) -> str:
             return "fits" if total <= device_memory else "does NOT fit"
         lines.append(f"  device memory     {format_bytes(device_memory)}: {verdict(m.total)} without remat, "
                      f"{verdict(m.total_remat)} with full remat")
+        settings = recommend_settings(plan, device_memory)
+        if settings is None:
+            lines.append("  recommended       nothing fits: more devices, a smaller batch or microbatches")
+        else:
+            lines.append("  recommended       " + ", ".join(f"network.T5Config.{k} = {v!r}" for k, v in settings.items())
+                         + " (recompute costs about one extra forward pass)" * (settings["remat_policy"] == "full"))
     return "\n".join(lines)
 
 

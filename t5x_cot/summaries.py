@@ -3,7 +3,8 @@
 The train loop hands over each step's on-device metrics and host-side token counts; they are
 fetched (one device->host transfer for the whole window) only every `log_every` steps, so
 nothing syncs the host inside the loop. MFU divides the model's explicit FLOP count
-(`t5x_cot.model.flops`, passed in as FLOPs per step) by elapsed time and the devices' peak.
+(`t5x_cot.model.flops`, passed in as FLOPs per step) by elapsed time and the devices'
+spec-sheet dense bf16 peak; where there is none (a CPU) the progress line says "MFU n/a".
 """
 from __future__ import annotations
 
@@ -18,33 +19,29 @@ from typing import Any, TextIO
 import jax
 import numpy as np
 
-_MEASURED_CPU_PEAK: dict[str, float] = {}
+def device_peak_flops(device: Any = None) -> tuple[float | None, str]:
+    """(dense bf16 peak FLOP/s of one device, where the number comes from), or (None, why not).
 
-
-def device_peak_flops(device: Any = None) -> tuple[float, str]:
-    """(peak FLOP/s of one device, where the number comes from).
-
-    `t5x_cot.model.flops.peak_flops_per_device` (env T5X_COT_PEAK_FLOPS, else the spec-sheet
-    bf16 peak of the device kind); for a CPU, which has no spec number there, the float32
-    FLOP/s of a large matmul measured once on this machine (an achievable peak).
+    `t5x_cot.model.flops.peak_flops_per_device`: env T5X_COT_PEAK_FLOPS, else the spec-sheet
+    dense (never sparse) bf16 peak of the device kind. A CPU has no such figure, so MFU is
+    not reported there ("MFU n/a"); benchmarks compare a CPU with `measured_matmul_flops`.
     """
     from t5x_cot.model import flops
 
     device = device or jax.devices()[0]
     peak = flops.peak_flops_per_device(device.device_kind)
     if peak is not None:
-        return peak, f"{device.device_kind} peak (spec sheet or {flops.PEAK_FLOPS_ENV})"
-    if device.platform == "cpu":
-        if "cpu" not in _MEASURED_CPU_PEAK:
-            _MEASURED_CPU_PEAK["cpu"] = _measure_matmul_flops(device)
-        return _MEASURED_CPU_PEAK["cpu"], "measured f32 matmul peak of this CPU"
-    return float("nan"), f"unknown peak for {device.device_kind} (set {flops.PEAK_FLOPS_ENV})"
+        return peak, f"{device.device_kind} dense bf16 peak (spec sheet or {flops.PEAK_FLOPS_ENV})"
+    return None, f"no spec-sheet peak for {device.device_kind} (set {flops.PEAK_FLOPS_ENV})"
 
 
-def _measure_matmul_flops(device: Any, n: int = 1024, repeats: int = 5) -> float:
+def measured_matmul_flops(device: Any = None, n: int = 1024, repeats: int = 5,
+                          dtype: str = "float32") -> float:
+    """FLOP/s of a large `n`×`n` matmul in `dtype` measured now on `device` (an achievable peak)."""
     import jax.numpy as jnp
 
-    x = jax.device_put(jnp.ones((n, n), jnp.float32), device)
+    device = device or jax.devices()[0]
+    x = jax.device_put(jnp.ones((n, n), dtype), device)
     matmul = jax.jit(lambda a: a @ a)
     matmul(x).block_until_ready()
     start = time.perf_counter()
@@ -154,7 +151,8 @@ class MetricLogger:
             if self.flops_per_step:
                 achieved = self.flops_per_step * timed_steps / elapsed
                 summary["model_tflops_per_second"] = achieved / 1e12
-                summary["mfu"] = achieved / (self.peak_flops * self.num_devices)
+                if self.peak_flops is not None:
+                    summary["mfu"] = achieved / (self.peak_flops * self.num_devices)
         self.last = summary
         if self.writes:
             for step, values in zip(steps, fetched):
@@ -176,6 +174,8 @@ class MetricLogger:
             parts.append(f"tokens/s {summary['tokens_per_second']:,.0f}")
         if "mfu" in summary:
             parts.append(f"MFU {100 * summary['mfu']:.2f}%")
+        elif self.flops_per_step:
+            parts.append("MFU n/a")
         parts.append(f"ETA {eta}")
         return "  ".join(parts)
 

@@ -86,10 +86,13 @@ class Trainer:
         with self.partitioner.context():
             return self._init(rng)
 
-    def state_from_params(self, params: Any) -> TrainState:
-        """Step 0 state around given (already sharded) params with a fresh optimizer state."""
+    def state_from_params(self, params: Any, step: int = 0) -> TrainState:
+        """State at `step` around given (already sharded) params with a fresh optimizer state."""
         with self.partitioner.context():
-            return self._from_params(params)
+            state = self._from_params(params)
+        if not step:
+            return state
+        return state.replace(step=jax.device_put(jnp.asarray(step, jnp.int32), self.state_shardings.step))
 
     def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
         """One update; `state` is donated. Returns the new state and on-device scalar metrics."""

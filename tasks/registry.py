@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import seqio
 
 from t5x_cot import answers
-from t5x_cot.tasks import metrics, preprocessors, sources
+from t5x_cot.tasks import dsbs, metrics, preprocessors, sources
 from t5x_cot.tasks.splits import FRACTIONS
 from t5x_cot.tasks.vocab import TASK_VOCABULARY
 
@@ -71,3 +71,5 @@ def register() -> None:
     for name, members in MIXTURES.items():
         if name not in registered_mixtures:
             seqio.MixtureRegistry.add(name, members, default_rate=seqio.mixing_rate_num_examples)
+    for task in sources.TASKS:
+        dsbs.register_dsbs(f"{task}_cot")

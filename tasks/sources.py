@@ -30,6 +30,11 @@ from t5x_cot import answers, calculator
 from t5x_cot.data import DataError, Example, default_data_dir, load_examples
 from t5x_cot.data.records import read_records
 from t5x_cot.tasks import splits as splits_lib
+from t5x_cot.tensorflow_devices import probe_devices_quietly
+
+# TensorFlow probes its devices once per process: now, before any op, without the false
+# "failed call to cuInit" error it prints on a machine that has no GPU.
+probe_devices_quietly()
 
 TASKS = ("gsm8k", "strategyqa", "coinflip")
 SPLITS = ("train", "validation", "test")

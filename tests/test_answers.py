@@ -1,6 +1,8 @@
 """The answer grammar on model-output-like text. `CASES` is the table: (text, type, expected)."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from t5x_cot import answers
@@ -59,6 +61,68 @@ CASES: list[tuple[str, str, str | None]] = [
     ("There is no evidence either way.", "yesno", None),
     ("Answer: no", "yesno", "no"),
     ("", "yesno", None),
+    # Quoted from published model outputs: the zero-shot-CoT second stage (text-davinci-002),
+    # few-shot CoT (GPT-4, GPT-3.5), plan-and-solve (text-davinci-003); then chat formats.
+    ("Therefore, the answer (Yes or No) is No.", "yesno", "no"),
+    ("Therefore, the answer (Yes or No) is:\n\nYes", "yesno", "yes"),
+    ("Therefore, the answer (Yes or No) is moot.", "yesno", None),
+    ("Therefore, the answer (arabic numerals) is 40.", "number", "40"),
+    ("Therefore, the answer (arabic numerals) is: \n\nThe orchard earned $1000 from selling 2000 "
+     "apples.", "number", "1000"),
+    ("The answer (arabic numerals) is _____.\n\n$80", "number", "80"),
+    ("Therefore, the answer (arabic numerals) is 27. \n\nThe answer (words) is \"twenty-seven.\"",
+     "number", "27"),
+    ("Therefore, the answer (arabic numerals) is .", "number", None),
+    ("Therefore, the answer (Yes or No) is likely to be \"Yes.\"", "yesno", "yes"),
+    ("The answer (Yes or No) is followed by an explanation.\n\nYes, anatomical and symbolic hearts "
+     "look remarkably different.", "yesno", "yes"),
+    ("Therefore, the final answer is that the coin is heads up. \nTherefore, the answer "
+     "(Yes or No) is Yes.", "yesno", "yes"),
+    ("Therefore, among A through E, the answer is C.", "choice", "C"),
+    ("Therefore, among A through E, the answer is probably (A), (B), (C), or (D).", "choice",
+     None),
+    ("Therefore, among A through E, the answer is D or C.", "choice", None),
+    ("Among A through E, the answer is D--disturb.", "choice", "D"),
+    ("Among A through E, the answer is most likely A, a bird's nest.", "choice", "A"),
+    ("No, Hydrogen's atomic number is 1, and 1 squared is still 1.", "yesno", "no"),
+    ("So the answer is (e), none of these.", "choice", "E"),
+    ("So the answer is yes and no, depending on the context.", "yesno", None),
+    ("Thus, the answer is no information given.", "yesno", None),
+    ("So the answer is no for most people.", "yesno", "no"),
+    ("So the answer is (rounded to two decimal places) (b) 0.4167.", "choice", "B"),
+    ("So the answer is not in the choices.", "choice", None),
+    ("In total, it takes her 40 + 20 = 60 minutes to complete the entire 3-mile walk.", "number",
+     "60"),
+    ("So, 20 miles will separate them after 2 hours.", "number", "20"),
+    ("Answer:\n Janet makes $18 every day at the farmers' market.", "number", "18"),
+    ("The man's rate along the current is 6 kmph. (B)", "choice", "B"),
+    ("Answer: A, C, and E. Singers need to warm up.", "choice", None),
+    ("The result of applying for a job is (E) being employed.", "choice", "E"),
+    ("Answer: \n1. The torso is above.\n2. Yes, the land near beaver dams can suffer.", "yesno",
+     "yes"),
+    ("Final Answer: The coin is now heads up.", "yesno", None),
+    ("Final Answer: The final answer is $18$. I hope it is correct.", "number", "18"),
+    ("**Answer:** 18", "number", "18"),
+    ("**Final Answer:** **No**", "yesno", "no"),
+    ("The answer is \\boxed{\\frac{3}{4}}.", "number", "0.75"),
+    ("So she has $\\boxed{42}$ apples left.", "number", "42"),
+    ("Answer: C", "choice", "C"),
+    ("Answer: (C) forest", "choice", "C"),
+    ("The correct answer is **(B)**.", "choice", "B"),
+    ("The answer is approximately 3.5 hours.", "number", "3.5"),
+    ("The answer is no evidence of it.", "yesno", None),
+    ("No idea. It depends on the year.", "yesno", None),
+    ("I think the answer is a tough one.", "choice", None),
+    ("The answer would be 12 cookies.", "number", "12"),
+    ("Answer (Yes or No): Yes", "yesno", "yes"),
+    ("The answer is \\$1,080.", "number", "1080"),
+    ("### Final Answer\n\n**Yes**", "yesno", "yes"),
+    ("The final answer is: $\\boxed{18}$", "number", "18"),
+    ("Hence, the correct choice is **E**.", "choice", "E"),
+    ("The best option is to drive 3 hours. Total: 18", "number", "18"),
+    ("It is not possible, so no.", "yesno", "no"),
+    ("In conclusion, no.", "yesno", "no"),
+    ("It failed, so no one came.", "yesno", None),
 ]
 
 
@@ -74,6 +138,9 @@ def test_extract_answer(text: str, answer_type: str, expected: str | None) -> No
     (None, "18", "number", False), ("abc", "18", "number", False),
     ("yes", "yes", "yesno", True), ("Yes.", "yes", "yesno", True), ("True", "yes", "yesno", True),
     ("no", "yes", "yesno", False), (None, "no", "yesno", False), ("maybe", "no", "yesno", False),
+    ("No one", "no", "yesno", False),
+    ("C", "C", "choice", True), ("(c)", "C", "choice", True), ("C) forest", "(C)", "choice", True),
+    ("B", "C", "choice", False), ("A or B", "A", "choice", False), (None, "A", "choice", False),
 ])
 def test_is_correct(predicted: str | None, gold: str, answer_type: str, expected: bool) -> None:
     assert answers.is_correct(predicted, gold, answer_type) is expected
@@ -85,6 +152,8 @@ def test_format_and_split_round_trip() -> None:
     assert answers.format_target("", "yes") == "The answer is yes."
     assert answers.split_rationale(target) == ("Tom has 3 + 4 = 7 apples.", "7")
     assert answers.split_rationale("no marker here") == ("no marker here", None)
+    hinted = "Heads, then tails.\nTherefore, the answer (Yes or No) is No."
+    assert answers.split_rationale(hinted) == ("Heads, then tails.", "No")
     assert answers.extract_answer(target, "number") == "7"
 
 
@@ -93,6 +162,28 @@ def test_normalizers_and_types() -> None:
     assert answers.normalize_number("apples") is None
     assert answers.normalize_yesno("**No**") == "no"
     assert answers.normalize_yesno("perhaps") is None
+    assert answers.normalize_number("Janet makes $18 every day.") == "18"
+    assert answers.normalize_number("4960 chairs in 2 months") == "4960"
+    assert answers.normalize_yesno("probably yes") == "yes"
+    assert answers.normalize_yesno("no evidence") is None
+    assert answers.normalize_choice("option (d)") == "D"
+    assert answers.normalize_choice("E)None of these") == "E"
+    assert answers.normalize_choice("a bit unclear") is None
+    assert answers.normalize_choice("(A), (B), or (C)") is None
     assert answers.ANSWER_TYPES == {"gsm8k": "number", "strategyqa": "yesno", "coinflip": "yesno"}
-    with pytest.raises(ValueError, match="answer_type"):
+    assert answers.TYPES == ("number", "yesno", "choice")
+    with pytest.raises(ValueError, match="answer_type must be one of"):
         answers.extract_answer("The answer is 3.", "text")
+    with pytest.raises(ValueError, match="answer_type must be one of"):
+        answers.is_correct("3", "3", "text")
+
+
+@pytest.mark.parametrize("answer_type", answers.TYPES)
+def test_adversarial_text_is_fast(answer_type: str) -> None:
+    """Model output is untrusted: long repetitive text must not make the patterns backtrack."""
+    for text in ("the answer (x) is " * 3000, "the answer is" + " _\n" * 5000,
+                 "(" * 10000 + "answer is", "A) " * 10000, "No. " * 10000,
+                 "answer" + " " * 20000 + ":", "the answer is " + "probably " * 5000 + "yes"):
+        start = time.perf_counter()
+        answers.extract_answer(text, answer_type)
+        assert time.perf_counter() - start < 1.0, (text[:30], answer_type)

@@ -1,17 +1,23 @@
-"""`t5x-cot demo --quick` end to end: teacher, filter, vocabulary, tasks, training, eval, report."""
+"""`t5x-cot demo --quick` end to end (data, teacher and filter, vocabulary, tasks, training,
+decoding with and without the calculator, report), and the demo's own pieces."""
 from __future__ import annotations
 
 import contextlib
 import csv
 import io
 import json
+import random
 
 import pytest
 
 from t5x_cot import cli
+from t5x_cot.data import Example
 from t5x_cot.data.records import read_records
+from t5x_cot.demo import arithmetic, data, report, teacher
 
 QUICK_TEST = 16  # questions per test set in --quick mode
+STEPS = (2, 3, 4, 5, 6)
+STUDENTS = ("answer_only", "cot", "cot_calculator")
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +25,7 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        status = cli.main(["demo", "--quick", "--out", str(out)])
+        status = cli.main(["demo", "--quick", "--seeds", "2", "--out", str(out)])
     return status, out, stdout.getvalue()
 
 
@@ -27,61 +33,126 @@ def quick_run(tmp_path_factory):
 def test_quick_demo_writes_results(quick_run):
     status, out, printed = quick_run
     assert status == 0
-    for name in ("results.md", "results.csv", "accuracy_vs_coin_flips.png", "predictions.jsonl",
-                 "vocab/spiece.model", "cot/coinflip.jsonl"):
+    for name in ("results.md", "results.csv", "accuracy_vs_steps.png", "predictions.jsonl",
+                 "vocab/spiece.model", "cot/gsm8k.jsonl"):
         assert (out / name).is_file(), name
-    assert (out / "accuracy_vs_coin_flips.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "accuracy_vs_steps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     with open(out / "results.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["run"], r["task"], int(r["coin_flips"]), r["distribution"]) for r in rows] == [
-        (student, f"coinflip_demo_test_p{people}", people, "in" if people == 2 else "ood")
-        for student in ("cot", "answer_only") for people in (2, 3, 4)]
+    assert [(int(r["seed"]), r["student"], int(r["size"]), r["distribution"]) for r in rows] == [
+        (seed, student, steps, "in" if steps <= 4 else "ood")
+        for seed in (0, 1) for student in STUDENTS for steps in STEPS]
     assert all(0.0 <= float(r["accuracy"]) <= 100.0 and int(r["num_examples"]) == QUICK_TEST
                for r in rows)
 
-    header = ("| student | 2 people (in distribution) | 3 people (OOD) | 4 people (OOD) |")
+    header = ("| student | 2 steps (in) | 3 steps (in) | 4 steps (in) | 5 steps (OOD) | "
+              "6 steps (OOD) |")
     table = (out / "results.md").read_text("utf-8")
-    assert header in table and header in printed
-    for label in ("| CoT (trace rationale) |", "| answer only |"):
+    assert table.count(header) == 3 and "## Seed 0" in table and "## Seed 1" in table
+    assert header in printed and "seed 1:" in printed
+    for label in ("| answer only |", "| CoT |", "| CoT + calculator |"):
         assert label in table and label in printed
-    assert "wall time:" in printed and "train cot" in printed
-    assert "CoT rationales with every step right: 2 people" in printed
+    assert " ± " in table
+    assert "wall time:" in printed and "train cot" in printed and "CPU" in printed
+    assert "CoT + calculator vs answer only:" in printed
     assert "out of distribution the CoT student" in printed
 
 
 @pytest.mark.slow
 def test_quick_demo_teacher_filter_and_predictions(quick_run):
     _, out, printed = quick_run
-    summary = json.loads((out / "cot" / "coinflip.jsonl.summary.json").read_text("utf-8"))
+    summary = json.loads((out / "cot" / "gsm8k.jsonl.summary.json").read_text("utf-8"))
     assert summary["answered"] == 200
     assert summary["dropped"]["wrong_answer"] > 0
     assert summary["kept"] + summary["dropped"]["wrong_answer"] == summary["answered"]
-    records = read_records(out / "cot" / "coinflip.jsonl")
+    records = read_records(out / "cot" / "gsm8k.jsonl")
     assert len(records) == summary["kept"]
-    assert all(r["correct"] and r["rationale"].startswith("The coin starts heads up.")
-               for r in records)
+    for record in records:  # every kept rationale is the right computation
+        problem = arithmetic.parse_question(record["question"])
+        assert record["correct"] and record["rationale"] == arithmetic.rationale(problem)
     assert f"{summary['kept']} kept" in printed
 
     lines = [json.loads(line) for line in
              (out / "predictions.jsonl").read_text("utf-8").splitlines()]
-    assert len(lines) == 2 * 3 * QUICK_TEST
-    assert {(p["student"], p["task"]) for p in lines} == {
-        (s, f"coinflip_demo_test_p{n}") for s in ("cot", "answer_only") for n in (2, 3, 4)}
+    assert len(lines) == 2 * len(STUDENTS) * len(STEPS) * QUICK_TEST
+    assert {(p["seed"], p["student"], p["task"]) for p in lines} == {
+        (seed, s, f"gsm8k_demo_test_{n}steps") for seed in (0, 1) for s in STUDENTS
+        for n in STEPS}
     assert all({"question", "rationale", "answer", "gold", "correct"} <= set(p) for p in lines)
-    assert all(p["gold"] in ("yes", "no") for p in lines)
+    questions = {p["question"] for p in lines}
+    assert not questions & {r["question"] for r in records}  # no test question was trained on
 
 
-def test_verdict_and_table_format():
-    from t5x_cot import demo_report
-    metrics = {"cot": {2: 100.0, 3: 90.0, 4: 80.0}, "answer_only": {2: 100.0, 3: 50.0, 4: 85.0}}
-    table = demo_report.results_table(
-        {s: {p: {"accuracy": a, "answer_found": 100.0, "num_examples": 10} for p, a in by.items()}
-         for s, by in metrics.items()}, {"cot": "CoT", "answer_only": "answer only"}, 2)
-    assert demo_report.format_markdown(table).splitlines()[2:] == [
-        "| CoT | 100.0 | 90.0 | 80.0 |", "| answer only | 100.0 | 50.0 | 85.0 |"]
-    assert demo_report.verdict(table, "cot", "answer_only") == (
-        "out of distribution the CoT student does NOT beat the answer-only student (accuracy "
-        "difference in points: 3 people +40.0, 4 people -5.0)")
-    table[2]["accuracy"] = 90.0
-    assert " beats " in demo_report.verdict(table, "cot", "answer_only")
+def test_problems_round_trip_through_their_text():
+    examples = arithmetic.generate(300, (2, 3, 4), seed=5, split="train")
+    assert len({e.question for e in examples}) == 300
+    for example in examples:
+        problem = arithmetic.parse_question(example.question)
+        assert str(problem.answer) == example.answer
+        assert len(problem.steps) in (2, 3, 4)
+        assert all(0 <= t <= 99 for t in problem.totals())
+        assert example.rationale == arithmetic.rationale(problem)
+    assert arithmetic.rationale(arithmetic.Problem(23, (("+", 45), ("-", 17)))) == (
+        "23 + 45 = <<23+45=68>>68. 68 - 17 = <<68-17=51>>51.")
+    question = arithmetic.question_text(arithmetic.Problem(23, (("+", 5),)), random.Random(0))
+    assert question.endswith("have?") and " 23 " in question and " 5 " in question
+
+
+@pytest.mark.parametrize("text", [
+    "Ann has 23 apples. She flies away. How many apples does she have?",
+    "Ann has 23 apples. She buys 5 more. How many books does she have?",
+    "The answer is 5."])
+def test_parse_question_rejects_other_text(text):
+    with pytest.raises(arithmetic.QuestionFormatError):
+        arithmetic.parse_question(text)
+
+
+def test_teacher_slips_carry_to_a_wrong_answer():
+    examples = arithmetic.generate(400, (2, 3, 4), seed=1, split="train")
+    texts = [teacher.arithmetic_text(e, 0.25, seed=1) for e in examples]
+    wrong = [(e, t) for e, t in zip(examples, texts) if not t.endswith(f"is {e.answer}.")]
+    assert 60 <= len(wrong) <= 140
+    for example, text in wrong:
+        assert text != f"{example.rationale} The answer is {example.answer}."
+    assert texts == [teacher.arithmetic_text(e, 0.25, seed=1) for e in examples]
+
+
+def test_test_sets_never_hold_training_questions():
+    demo = data.make_data(data.ARITHMETIC, 500, 50)
+    seen = {e.question for e in demo.train}
+    assert sorted(demo.tests) == list(STEPS)
+    for steps, examples in demo.tests.items():
+        assert len(examples) == 50 and not seen & {e.question for e in examples}
+        assert all(len(arithmetic.parse_question(e.question).steps) == steps for e in examples)
+
+
+def test_tables_show_each_seed_and_the_mean_with_spread():
+    task = data.ARITHMETIC
+    accuracy = {0: {"answer_only": 10.0, "cot": 30.0, "cot_calculator": 90.0},
+                1: {"answer_only": 20.0, "cot": 40.0, "cot_calculator": 80.0}}
+    metrics = {seed: {s: {n: {"accuracy": a - n, "answer_found": 100.0, "num_examples": 10}
+                          for n in (2, 5)} for s, a in by.items()}
+               for seed, by in accuracy.items()}
+    rows = report.results_rows(task, metrics)
+    assert report.format_markdown(task, rows).splitlines() == [
+        "| student | 2 steps (in) | 5 steps (OOD) |", "| --- | ---: | ---: |",
+        "| answer only | 13.0 ± 5.0 | 10.0 ± 5.0 |", "| CoT | 33.0 ± 5.0 | 30.0 ± 5.0 |",
+        "| CoT + calculator | 83.0 ± 5.0 | 80.0 ± 5.0 |"]
+    assert report.format_markdown(task, [r for r in rows if r["seed"] == 1]).splitlines()[2] == (
+        "| answer only | 18.0 | 15.0 |")
+    assert report.gap_lines(task, rows)[1:] == [
+        "CoT vs answer only: +20.0 points in distribution",
+        "CoT + calculator vs CoT: +50.0 points in distribution",
+        "CoT + calculator vs answer only: +70.0 points in distribution"]
+    assert report.ood_line(task, rows, "cot", "answer_only") == (
+        "out of distribution the CoT student beats the answer only student (points: 5 steps "
+        "+20.0)")
+
+
+def test_coinflip_task_keeps_the_papers_setting():
+    demo = data.make_data(data.COINFLIP, 100, 20)
+    assert sorted(demo.tests) == [2, 3, 4] and data.COINFLIP.train_sizes == (2,)
+    assert all(isinstance(e, Example) and e.answer in ("yes", "no") for e in demo.train)
+    assert data.gold_rationale(data.COINFLIP, demo.tests[3][0]).startswith(
+        "The coin starts heads up.")

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from t5x_cot import eval as eval_lib
-from t5x_cot.decoding.generate import Generation
+from t5x_cot import infer as infer_lib
 
 from decoding_helpers import (  # noqa: E402  pylint: disable=wrong-import-order
     MAX_DECODE_LENGTH, SHAPE_FLAGS, TINY_GIN, save_tiny_checkpoint)
@@ -74,16 +74,41 @@ def test_eval_reports_bad_settings_in_one_line(checkpoint, tmp_path, capsys):
     assert "no checkpoint here" in capsys.readouterr().err
 
 
-def test_score_task_uses_the_task_metrics_and_votes(data_dir):
+def test_eval_user_task_from_its_module_with_its_own_metric(checkpoint, tmp_path):
+    flags = _flags(checkpoint, tmp_path, "--gin.MIXTURE_OR_TASK_MODULE='user_task'",
+                   "--gin.MIXTURE_OR_TASK_NAME='user_echo_task'", "--gin.TASK_FEATURE_LENGTHS=None")
+    assert eval_lib.main(flags) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["user_echo_task"]
+    assert metrics["num_predictions"] == 3 and metrics["mean_target_score"] < 0  # MAX_EXAMPLES=3
+    assert "distribution" not in metrics  # not one of the project's datasets
+    records = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [r["inputs"] for r in records] == ["red green blue", "one two", "a b c d"]
+
+
+def test_eval_every_checkpoint_of_a_run(tmp_path, data_dir):
     del data_dir
-    import t5x_cot.tasks  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-    rows = [{"id": "a", "inputs": "Q1", "targets": "x The answer is yes.", "answer": "yes"},
-            {"id": "b", "inputs": "Q2", "targets": "x The answer is no.", "answer": "no"}]
-    gens = [[Generation("So yes. The answer is yes.", 6, 0.0)],
-            [Generation("So yes. The answer is yes.", 6, 0.0)]]
-    metrics, records = eval_lib.score_task("coinflip_gold_cot", rows, gens)
-    assert metrics["accuracy"] == 50.0 and metrics["answer_found"] == 100.0
-    assert [r["correct"] for r in records] == [True, False]
-    gsm = [{"id": "g", "inputs": "Q", "targets": "t The answer is 8.", "answer": "8"}]
-    metrics, _ = eval_lib.score_task("gsm8k_cot", gsm, [[Generation("3+4=8. The answer is 8.", 9, 0.0)]])
-    assert metrics["accuracy"] == 100.0 and "calculator_accuracy" in metrics
+    run = tmp_path / "run"
+    for step, seed in ((2, 0), (4, 1)):
+        save_tiny_checkpoint(run / f"checkpoint_{step}", seed=seed)
+    out = tmp_path / "eval"
+    flags = _flags(run, out, "--gin.CHECKPOINT_MODE='all'", "--gin.ADD_OOD_TASKS=False")
+    assert eval_lib.main(flags) == 0
+    logged = [json.loads(line) for line in
+              (out / "inference_eval" / "coinflip_gold_cot-metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in logged] == [2, 4]
+    assert json.loads((out / "metrics.json").read_text())["coinflip_gold_cot"]["step"] == 4
+    assert eval_lib.main(_flags(run, out, "--gin.CHECKPOINT_MODE='latest'", "--gin.ADD_OOD_TASKS=False")) == 0
+    assert len((out / "inference_eval" / "coinflip_gold_cot-metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_eval_and_infer_ignore_a_runs_folder_in_the_working_directory(checkpoint, tmp_path, monkeypatch):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "decode.gin").write_text("this is not gin (\n")
+    monkeypatch.chdir(tmp_path)
+    assert eval_lib.main(_flags(checkpoint, tmp_path / "runs" / "eval", "--gin.ADD_OOD_TASKS=False")) == 0
+    assert (tmp_path / "runs" / "eval" / "metrics.json").is_file()
+    infer_flags = ["--gin_file=gin/runs/infer.gin", f"--gin_file={TINY_GIN}", f"--gin.CHECKPOINT_PATH='{checkpoint}'",
+                   "--gin.INFER_OUTPUT_DIR='runs/infer'", "--gin.MIXTURE_OR_TASK_NAME='coinflip_gold_cot'",
+                   "--gin.MAX_EXAMPLES=2", *SHAPE_FLAGS]
+    assert infer_lib.main(infer_flags) == 0
+    assert (tmp_path / "runs" / "infer" / "coinflip_gold_cot-predict.jsonl-00000-of-00001").is_file()

@@ -85,3 +85,14 @@ def test_peak_flops_lookup_and_overrides(monkeypatch):
     assert flops.peak_flops_per_device("cpu", override=1e12) == 1e12
     monkeypatch.setenv(flops.PEAK_FLOPS_ENV, "2.5e14")
     assert flops.peak_flops_per_device("cpu") == 2.5e14
+
+
+def test_decode_flops_match_a_teacher_forced_pass_with_causal_scores():
+    """Greedy decoding does the forward's work, but only the causal half of the self-attention scores."""
+    config, inputs, new = SMALL_1_1, 256, 32
+    forward = flops.forward_flops_breakdown(config, inputs, new)
+    joined = config.num_heads * config.head_dim
+    full_self_scores = config.num_decoder_layers * 2 * 2 * new * new * joined
+    causal_self_scores = config.num_decoder_layers * 2 * 2 * joined * new * (new + 1) // 2
+    expected = sum(forward.values()) - full_self_scores + causal_self_scores
+    assert flops.decode_flops_per_example(config, inputs, new) == expected

@@ -76,9 +76,11 @@ def test_config_disagreeing_with_tensors(hf_dir):
 
 
 def test_unknown_feed_forward_proj(hf_dir):
-    _edit_config(hf_dir, feed_forward_proj="gated-swish")
+    _edit_config(hf_dir, feed_forward_proj="gated-swiglu")
     error = _error(hf_dir)
-    assert error.field == "feed_forward_proj" and "'gated-swish'" in str(error)
+    assert error.field == "feed_forward_proj" and "'gated-swiglu'" in str(error)
+    _edit_config(hf_dir, feed_forward_proj="double-relu")
+    assert _error(hf_dir).field == "feed_forward_proj"
 
 
 def test_missing_and_mistyped_config_fields(hf_dir):

@@ -34,9 +34,9 @@ def safetensors_dir(hf_model, tmp_path_factory):
     return directory
 
 
-def test_vocab_rows_are_padded_with_zeros_and_kept_on_export(safetensors_dir, tmp_path):
+def test_vocab_rows_are_padded_with_zeros_and_dropped_on_export(safetensors_dir, tmp_path):
     params, config = load_hf(safetensors_dir)
-    assert config.vocab_size == 128
+    assert (config.vocab_size, config.real_vocab_size) == (128, 120)
     embedding, head = params["token_embedder"]["embedding"], params["decoder"]["logits_dense"]["kernel"]
     original = load_file(safetensors_dir / "model.safetensors")
     np.testing.assert_array_equal(embedding[:120], original["shared.weight"])
@@ -45,11 +45,10 @@ def test_vocab_rows_are_padded_with_zeros_and_kept_on_export(safetensors_dir, tm
 
     assert main(["convert", "--from", "hf", str(safetensors_dir), "--to", "hf", str(tmp_path)]) == 0
     exported = load_file(tmp_path / "model.safetensors")
-    assert json.loads((tmp_path / "config.json").read_text())["vocab_size"] == 128
-    for name, array in original.items():  # every tensor HF wrote comes back bit-exact
-        back = exported[name]
-        np.testing.assert_array_equal(back[:array.shape[0]] if name in ("shared.weight", "lm_head.weight")
-                                      else back, array)
+    assert json.loads((tmp_path / "config.json").read_text())["vocab_size"] == 120
+    assert sorted(exported) == sorted(original)
+    for name, array in original.items():  # every tensor HF wrote comes back bit-exact, 120 rows
+        np.testing.assert_array_equal(exported[name], array)
 
 
 def test_sharded_safetensors_and_torch_bin_import_the_same(hf_model, safetensors_dir, tmp_path):

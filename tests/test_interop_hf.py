@@ -3,14 +3,13 @@
 HF -> ours: encoder outputs and decoder logits on a padded batch within 1e-4, and 32 greedy
 tokens identical; ours -> HF -> ours: bit-exact; our HF export loads in transformers with
 the same logits. Configs: T5 1.0 (relu, tied), T5 1.1 (gated-gelu, untied), and one with
-d_kv * num_heads != d_model and a vocabulary that needs padding (250 -> 256 rows).
+d_kv * num_heads != d_model and a vocabulary that needs padding (250 -> 256 rows, exported
+as 250 again).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 
-import jax
 import numpy as np
 import pytest
 
@@ -19,12 +18,11 @@ transformers = pytest.importorskip("transformers")
 
 from t5x_cot.interop.hf_export import export_hf  # noqa: E402
 from t5x_cot.interop.hf_import import load_hf  # noqa: E402
+from t5x_cot.interop.hf_mapping import tensor_maps  # noqa: E402
 from t5x_cot.interop.layout import flatten, param_shapes, unflatten  # noqa: E402
-from t5x_cot.model.network import Transformer  # noqa: E402
+from hf_parity import GREEDY_STEPS, PAD, Ours, hf_model, hf_outputs, max_errors, padded_batch  # noqa: E402
 
 TOLERANCE = 1e-4
-GREEDY_STEPS = 32
-PAD, EOS = 0, 1
 HF_CONFIGS = {
     "t5_1_0": dict(vocab_size=256, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
                    feed_forward_proj="relu", tie_word_embeddings=True),
@@ -34,90 +32,6 @@ HF_CONFIGS = {
                                 feed_forward_proj="gated-gelu", tie_word_embeddings=False,
                                 relative_attention_num_buckets=16, relative_attention_max_distance=20),
 }
-ENCODER_LENGTHS, DECODER_LENGTHS = (12, 7, 3), (9, 5, 2)
-
-
-def _hf_model(fields: dict, seed: int):
-    """A random HF T5 whose every param matters: HF's own init leaves the norms at 1 and makes
-    attention near-uniform (and greedy output one repeated token), so weights are redrawn."""
-    torch.manual_seed(seed)
-    config = transformers.T5Config(**fields, dropout_rate=0.0, decoder_start_token_id=0)
-    model = transformers.T5ForConditionalGeneration(config)
-    if not fields["tie_word_embeddings"]:  # transformers >= 5 ties lm_head until told otherwise
-        model.lm_head.weight = torch.nn.Parameter(torch.empty(fields["vocab_size"], fields["d_model"]))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "layer_norm" in name:
-                param.normal_(1.0, 0.1)
-            elif "relative_attention_bias" in name:
-                param.normal_(0.0, 1.0)
-            elif name != "shared.weight":  # embeddings keep std 1, as T5X initialises them
-                param.normal_(0.0, (1.5 if name != "lm_head.weight" else 1.0) * param.shape[1] ** -0.5)
-    return model.eval()
-
-
-def _padded_batch(vocab: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-
-    def tokens(lengths, width):
-        array = np.zeros((len(lengths), width), np.int32)
-        for row, length in enumerate(lengths):
-            array[row, :length] = rng.integers(2, vocab, length)
-        return array
-
-    targets = tokens(DECODER_LENGTHS, GREEDY_STEPS)  # the greedy loop's width: one compiled forward
-    decoder_inputs = np.zeros_like(targets)
-    decoder_inputs[:, 1:] = targets[:, :-1]  # shift right, start token 0 (HF decoder_start_token_id)
-    return {"encoder_input_tokens": tokens(ENCODER_LENGTHS, max(ENCODER_LENGTHS) + 1),
-            "decoder_input_tokens": decoder_inputs,
-            "decoder_target_tokens": targets}
-
-
-class _Ours:
-    """Jitted forward passes of our model in float32."""
-
-    def __init__(self, config):
-        self.module = Transformer(dataclasses.replace(config, dtype="float32"))
-        self.logits = jax.jit(lambda p, e, di, dt: self.module.apply(
-            {"params": p}, e, di, dt, enable_dropout=False))
-        self.encode = jax.jit(lambda p, e: self.module.apply(
-            {"params": p}, e, enable_dropout=False, method=self.module.encode))
-
-    def greedy(self, params, encoder_tokens: np.ndarray) -> np.ndarray:
-        """GREEDY_STEPS tokens with EOS (as HF's min_new_tokens) and PAD suppressed, full forward
-        per step."""
-        batch = encoder_tokens.shape[0]
-        decoder_inputs = np.zeros((batch, GREEDY_STEPS), np.int32)
-        all_valid = np.ones_like(decoder_inputs)  # no decoder padding while generating
-        out = np.zeros((batch, GREEDY_STEPS), np.int32)
-        for step in range(GREEDY_STEPS):
-            logits = np.array(self.logits(params, encoder_tokens, decoder_inputs, all_valid)[:, step])
-            logits[:, [PAD, EOS]] = -np.inf
-            out[:, step] = logits.argmax(-1)
-            if step + 1 < GREEDY_STEPS:
-                decoder_inputs[:, step + 1] = out[:, step]
-        return out
-
-
-def _hf_outputs(model, batch) -> tuple[np.ndarray, np.ndarray]:
-    enc = torch.tensor(batch["encoder_input_tokens"], dtype=torch.long)
-    mask = (enc != 0).long()
-    with torch.no_grad():
-        encoded = model.encoder(input_ids=enc, attention_mask=mask).last_hidden_state
-        logits = model(input_ids=enc, attention_mask=mask,
-                       decoder_input_ids=torch.tensor(batch["decoder_input_tokens"], dtype=torch.long)).logits
-    return encoded.numpy(), logits.numpy()
-
-
-def _max_errors(ours, hf_encoded, hf_logits, params, batch) -> tuple[float, float]:
-    encoded = np.asarray(ours.encode(params, batch["encoder_input_tokens"]))
-    logits = np.asarray(ours.logits(params, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
-                                    batch["decoder_target_tokens"]))
-    enc_valid = batch["encoder_input_tokens"] > 0
-    dec_valid = batch["decoder_target_tokens"] > 0
-    vocab = hf_logits.shape[-1]
-    return (float(np.abs(encoded - hf_encoded)[enc_valid].max()),
-            float(np.abs(logits[..., :vocab] - hf_logits)[dec_valid].max()))
 
 
 @pytest.fixture(scope="module", params=list(HF_CONFIGS))
@@ -125,12 +39,12 @@ def case(request, tmp_path_factory):
     name = request.param
     fields = HF_CONFIGS[name]
     seed = list(HF_CONFIGS).index(name)
-    model = _hf_model(fields, seed)
+    model = hf_model(fields, seed)
     hf_dir = tmp_path_factory.mktemp(f"hf_{name}")
     model.save_pretrained(hf_dir)
     params, config = load_hf(hf_dir)
     return dict(name=name, fields=fields, model=model, hf_dir=hf_dir, params=params, config=config,
-                ours=_Ours(config), batch=_padded_batch(fields["vocab_size"], seed))
+                ours=Ours(config), batch=padded_batch(fields["vocab_size"], seed))
 
 
 def test_config_maps_onto_ours(case):
@@ -141,12 +55,13 @@ def test_config_maps_onto_ours(case):
     assert config.logits_via_embedding == fields["tie_word_embeddings"]
     assert config.mlp_activations == (("relu",) if fields["feed_forward_proj"] == "relu" else ("gelu", "linear"))
     assert config.vocab_size % 128 == 0 and config.vocab_size >= fields["vocab_size"]
+    assert config.output_vocab_size == fields["vocab_size"]
     assert config.relative_attention_max_distance == fields.get("relative_attention_max_distance", 128)
 
 
 def test_hf_to_ours_encoder_and_logits_parity(case):
-    hf_encoded, hf_logits = _hf_outputs(case["model"], case["batch"])
-    enc_err, logit_err = _max_errors(case["ours"], hf_encoded, hf_logits, case["params"], case["batch"])
+    hf_encoded, hf_logits = hf_outputs(case["model"], case["batch"])
+    enc_err, logit_err = max_errors(case["ours"], hf_encoded, hf_logits, case["params"], case["batch"])
     print(f"\n{case['name']}: HF->ours max abs error: encoder {enc_err:.2e}, logits {logit_err:.2e}")
     assert enc_err < TOLERANCE and logit_err < TOLERANCE
 
@@ -165,14 +80,19 @@ def test_greedy_32_tokens_identical(case):
 
 
 def _random_params(config, seed: int) -> dict:
-    """Our param tree with random values (norm scales near 1, kernels scaled by fan-in)."""
+    """Our param tree with random values (norm scales near 1, kernels scaled by fan-in); rows
+    of padded vocabulary ids are zero, as an import leaves them (export drops them)."""
     rng = np.random.default_rng(seed)
+    vocab_axes = {m.path: m.vocab_axis for m in tensor_maps(config)}
 
     def draw(name: str, shape: tuple[int, ...]) -> np.ndarray:
         if name.endswith("/scale"):
             return 1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)
         std = 1.0 if name.endswith(("embedding", "rel_embedding")) else shape[0] ** -0.5
-        return std * rng.standard_normal(shape, dtype=np.float32)
+        array = std * rng.standard_normal(shape, dtype=np.float32)
+        if vocab_axes.get(name) is not None:
+            np.moveaxis(array, vocab_axes[name], 0)[config.output_vocab_size:] = 0
+        return array
 
     return unflatten({name: draw(name, shape) for name, shape in param_shapes(config).items()})
 
@@ -190,9 +110,9 @@ def test_ours_to_hf_to_ours_is_bit_exact_and_loads_in_transformers(case, tmp_pat
 
     model, info = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    assert json.loads((tmp_path / "config.json").read_text())["vocab_size"] == config.vocab_size
-    hf_encoded, hf_logits = _hf_outputs(model.eval(), batch)
-    enc_err, logit_err = _max_errors(case["ours"], hf_encoded, hf_logits, params, batch)
+    assert json.loads((tmp_path / "config.json").read_text())["vocab_size"] == config.output_vocab_size
+    hf_encoded, hf_logits = hf_outputs(model.eval(), batch)
+    enc_err, logit_err = max_errors(case["ours"], hf_encoded, hf_logits, params, batch)
     print(f"\n{case['name']}: ours->HF->ours bit-exact; exported model max abs error: "
           f"encoder {enc_err:.2e}, logits {logit_err:.2e}")
     assert enc_err < TOLERANCE and logit_err < TOLERANCE

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
+from t5x_cot.checkpoints import config_from_dict, read_config_dict, write_config
+from t5x_cot.decoding import sampling
+from t5x_cot.decoding.predict import model_tokens_to_logits
 from t5x_cot.gin_utils import shipped_config_dir
-from t5x_cot.model import network
+from t5x_cot.model import losses, network
 from t5x_cot.model.models import EncoderDecoderModel
 from t5x_cot.model.network import T5Config, Transformer
 
@@ -127,12 +130,12 @@ def test_packed_batch_equals_each_example_alone(tiny_params, forward):
 def _incremental_logits(config: T5Config, params, enc, dec_in) -> np.ndarray:
     model = Transformer(config)
     encoded = model.apply({"params": params}, enc, enable_dropout=False, method=Transformer.encode)
-    cache = network.init_cache(config, enc.shape[0], dec_in.shape[1])
+    cache = network.prefill_cache(config, params, encoded, enc, dec_in.shape[1])
 
     @jax.jit
     def step(cache, token):
         logits, variables = model.apply(
-            {"params": params, "cache": cache}, encoded, enc, token, token, enable_dropout=False, decode=True,
+            {"params": params, "cache": cache}, None, enc, token, token, enable_dropout=False, decode=True,
             max_decode_length=dec_in.shape[1], method=Transformer.decode, mutable=["cache"])
         return variables["cache"], logits
 
@@ -152,10 +155,38 @@ def test_incremental_decoding_equals_teacher_forcing(tiny_params, padded_batch, 
     incremental = _incremental_logits(config, params, enc, dec_in)
     real = tgt > 0
     np.testing.assert_allclose(incremental[real], full[real], atol=2e-5)
-    cache = network.init_cache(config, 2, TARGET_LEN)
-    layer = cache["decoder"]["layers" if scan else "layers_1"]["self_attention"]
-    assert layer["cached_key"].shape[-3:] == (TARGET_LEN, TINY.num_heads, TINY.head_dim)
-    assert int(jnp.max(layer["cache_index"])) == 0
+    encoded = Transformer(config).apply({"params": params}, enc, enable_dropout=False, method=Transformer.encode)
+    cache = network.prefill_cache(config, params, encoded, enc, TARGET_LEN)
+    layer = cache["decoder"]["layers" if scan else "layers_1"]
+    assert layer["self_attention"]["cached_key"].shape[-3:] == (TARGET_LEN, TINY.num_heads, TINY.head_dim)
+    assert not np.asarray(layer["self_attention"]["cached_key"]).any()
+    assert int(jnp.max(layer["self_attention"]["cache_index"])) == 0
+    cross = layer["encoder_decoder_attention"]
+    assert cross["cached_key"].shape[-3:] == (INPUT_LEN, TINY.num_heads, TINY.head_dim)
+    assert set(cross) == {"cached_key", "cached_value"}  # computed once, never indexed
+
+
+def test_decode_steps_read_cross_attention_keys_from_the_cache(tiny_params, padded_batch):
+    """Steps never project the encoder outputs again: keys/values come from the prefilled cache."""
+    enc, dec_in, _ = padded_batch
+    model = Transformer(TINY)
+    encoded = model.apply({"params": tiny_params}, enc, enable_dropout=False, method=Transformer.encode)
+    cache = network.prefill_cache(TINY, tiny_params, encoded, enc, TARGET_LEN)
+
+    def step(params, cache):
+        return model.apply({"params": params, "cache": cache}, None, enc, dec_in[:, :1], dec_in[:, :1],
+                           enable_dropout=False, decode=True, max_decode_length=TARGET_LEN,
+                           method=Transformer.decode, mutable=["cache"])[0]
+
+    params = jax.tree.map(np.copy, tiny_params)
+    reference = np.asarray(step(params, cache))
+    for layer in ("layers_0", "layers_1"):
+        for name in ("key", "value"):
+            params["decoder"][layer]["encoder_decoder_attention"][name]["kernel"][:] = np.nan
+    np.testing.assert_array_equal(np.asarray(step(params, cache)), reference)
+    jaxpr = str(jax.make_jaxpr(step)(tiny_params, cache))
+    # per layer: self q,k,v,out + 2 attention, cross q,out + 2 attention (no k,v), 3 MLP; then logits
+    assert jaxpr.count("dot_general") == 2 * (6 + 4 + 3) + 1
 
 
 def test_scanned_and_remat_layers_equal_unrolled(tiny_params, padded_batch):
@@ -220,10 +251,10 @@ def test_config_errors_name_the_field():
         T5Config(mlp_activations=("gleu",))
     params = EncoderDecoderModel(TINY).param_shapes({"encoder_input_tokens": (1, 3), "decoder_target_tokens": (1, 4)})
     params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), params)
-    cache = network.init_cache(TINY, 1, 4)
+    cache = network.prefill_cache(TINY, params, jnp.ones((1, 3, 16)), jnp.ones((1, 3), jnp.int32), 4)
 
     def step(tokens, max_decode_length):
-        Transformer(TINY).apply({"params": params, "cache": cache}, jnp.ones((1, 3, 16)), jnp.ones((1, 3), jnp.int32),
+        Transformer(TINY).apply({"params": params, "cache": cache}, None, jnp.ones((1, 3), jnp.int32),
                                 tokens, tokens, enable_dropout=False, decode=True,
                                 max_decode_length=max_decode_length, method=Transformer.decode, mutable=["cache"])
 
@@ -231,3 +262,46 @@ def test_config_errors_name_the_field():
         step(jnp.ones((1, 2), jnp.int32), 4)
     with pytest.raises(ValueError, match="max_decode_length=4"):
         step(jnp.ones((1, 1), jnp.int32), None)
+
+
+def test_padded_vocab_ids_are_masked_everywhere(tiny_params, padded_batch, forward):
+    """real_vocab_size: padded ids never win, real logits and the loss over real ids are unchanged."""
+    enc, dec_in, tgt = padded_batch
+    real = 50
+    config = dataclasses.replace(TINY, real_vocab_size=real)
+    params = jax.tree.map(np.copy, tiny_params)
+    params["decoder"]["logits_dense"]["kernel"][:, real:] *= 100.0  # padded ids would win unmasked
+    plain = np.asarray(forward(params, enc, dec_in, tgt))
+    masked = np.asarray(jax.jit(lambda p: Transformer(config).apply({"params": p}, enc, dec_in, tgt,
+                                                                    enable_dropout=False))(params))
+    assert (plain.argmax(-1) >= real).any()
+    np.testing.assert_array_equal(masked[..., :real], plain[..., :real])
+    assert (masked[..., real:] == network.MASKED_LOGIT).all()
+
+    batch = {"encoder_input_tokens": enc, "decoder_input_tokens": dec_in, "decoder_target_tokens": tgt,
+             "decoder_loss_weights": (tgt > 0).astype(np.float32)}
+    smoothed = EncoderDecoderModel(config, z_loss=1e-4, label_smoothing=0.1)
+    loss, grads = jax.jit(jax.value_and_grad(lambda p: smoothed.loss_fn(p, batch, None)[0]))(params)
+    assert np.isfinite(float(loss)) and all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
+    assert not np.asarray(grads["decoder"]["logits_dense"]["kernel"][:, real:]).any()
+    expected, _, _ = losses.compute_weighted_cross_entropy(
+        jnp.asarray(plain[..., :real]), tgt, batch["decoder_loss_weights"], label_smoothing=0.1, z_loss=1e-4)
+    np.testing.assert_allclose(float(loss), float(expected), rtol=1e-5)
+
+    encoded = Transformer(config).apply({"params": params}, enc, enable_dropout=False, method=Transformer.encode)
+    hot = sampling.SamplingConfig(temperature=0.05)  # tiny temperature: logits / T stays finite
+    for sampler in (sampling.GREEDY, hot, sampling.SamplingConfig(temperature=5.0)):
+        step = model_tokens_to_logits(config, TARGET_LEN, params, enc)
+        tokens, log_probs = sampling.temperature_sample(
+            network.prefill_cache(config, params, encoded, enc, TARGET_LEN), step, batch_size=2, max_decode_len=TARGET_LEN,
+            rng=jax.random.PRNGKey(3), config=sampler, eos_id=None)
+        assert int(tokens.max()) < real and np.isfinite(np.asarray(log_probs)).all()
+
+
+def test_real_vocab_size_is_checked_and_kept_in_config_json(tmp_path):
+    with pytest.raises(ValueError, match="real_vocab_size"):
+        T5Config(vocab_size=64, real_vocab_size=65)
+    config = dataclasses.replace(TINY, real_vocab_size=60)
+    write_config(tmp_path, config)
+    assert read_config_dict(tmp_path)["real_vocab_size"] == 60
+    assert config_from_dict(read_config_dict(tmp_path)) == config

@@ -1,6 +1,8 @@
 """`t5x-cot plan`: sharding and memory report from shapes only, checked against compiled memory."""
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import pytest
 
@@ -62,3 +64,29 @@ def test_plan_cli_prints_mesh_sharding_and_fit(capsys: pytest.CaptureFixture) ->
     assert "token_embedder/embedding" in out and "('model', 'data')" in out
     for line in ("params", "optimizer state", "gradients", "activations", "total", "device memory"):
         assert f"  {line}" in out
+
+
+def test_recommended_remat_and_scan_settings_follow_device_memory_and_save_memory(
+        capsys: pytest.CaptureFixture) -> None:
+    model = train_helpers.tiny_model(vocab_size=128, emb_dim=64, num_heads=2, head_dim=32, mlp_dim=128,
+                                     num_encoder_layers=3, num_decoder_layers=3)
+    batch, lengths = 8, (64, 32)
+    built = plan.build_plan(model, network.param_logical_axes(model.config), mesh_shape={"data": 1, "model": 1},
+                            rules="standard", batch_size=batch, lengths=lengths)
+    memory = built.memory
+    assert plan.recommend_settings(built, memory.total) == {"remat_policy": "none", "scan_layers": False}
+    remat = plan.recommend_settings(built, memory.total - 1)
+    assert remat == {"remat_policy": "full", "scan_layers": True}
+    assert plan.recommend_settings(built, memory.total_remat - 1) is None
+    assert "network.T5Config.remat_policy = 'full'" in plan.format_plan(built, memory.total - 1)
+
+    shapes = train_helpers.shapes_of(train_helpers.random_batch(batch, *lengths, packed=False))
+
+    def compiled_temp_bytes(settings: dict) -> int:
+        config_model = type(model)(dataclasses.replace(model.config, **settings))
+        trainer = Trainer(config_model, optimizers.adafactor(), Partitioner(devices=jax.devices()[:1]), shapes)
+        return trainer.lower_train_step().compile().memory_analysis().temp_size_in_bytes
+
+    plain, recomputed = compiled_temp_bytes({"remat_policy": "none", "scan_layers": False}), compiled_temp_bytes(remat)
+    print(f"compiled temporaries: {plain} B without remat, {recomputed} B with full remat over scanned layers")
+    assert recomputed < 0.8 * plain

@@ -207,6 +207,24 @@ def test_malformed_records_fail_when_the_task_is_built(tmp_path, bad_line, field
         assert field in message
 
 
+@pytest.mark.parametrize("task, bad_answer", [("coinflip", "maybe"), ("strategyqa", "maybe"),
+                                              ("gsm8k", "twelve")])
+def test_gold_answers_of_the_wrong_kind_fail_when_the_task_is_built(tmp_path, task, bad_answer):
+    records = [_record(e, "A step.", 0) for e in sources.dataset_examples(task, "train")[:3]]
+    records[1] = dict(records[1], answer=bad_answer)
+    path = _write_jsonl(tmp_path / f"{task}.jsonl", records)
+    variable = f"T5X_COT_{task.upper()}_COT"
+    os.environ[variable] = str(path)
+    try:
+        with pytest.raises(DataError) as info:
+            seqio.get_mixture_or_task(f"{task}_cot").get_dataset(None, split="train")
+    finally:
+        del os.environ[variable]
+    error = info.value
+    assert (error.source, error.line, error.field) == (str(path), 2, "answer")
+    assert repr(bad_answer) in str(error)
+
+
 def _first_batches(seed: int, count: int = 3) -> list:
     ds = seqio.get_dataset(
         "cot_all", task_feature_lengths={"inputs": 64, "targets": 64}, dataset_split="train",

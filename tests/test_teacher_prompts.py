@@ -63,3 +63,22 @@ def test_pool_is_seeded_and_never_contains_the_item():
         assert drawn == pool.draw(item)
     big = load_examples("coinflip", "train", num_examples=50, seed=3)
     assert prompts.ExemplarPool(big, 4, 1).draw(big[0]) != prompts.ExemplarPool(big, 4, 2).draw(big[0])
+
+
+@pytest.mark.parametrize("task", ["gsm8k", "strategyqa", "coinflip"])
+@pytest.mark.parametrize("mode", ["hint", "plain"])
+def test_final_question_inverts_build_prompt(task, mode):
+    item = Example("q", task, "train", "Line one of the question.\nIs line two the end?", "yes")
+    prompt = prompts.build_prompt(item, prompts.load_exemplars(task), mode)
+    assert prompts.final_question(prompt) == item.question
+
+
+@pytest.mark.parametrize("text", ["Is 3 even?", "Q: Is 3 even?\nA: yes", "", "A:"])
+def test_final_question_is_none_for_other_prompts(text):
+    assert prompts.final_question(text) is None
+
+
+def test_final_question_is_linear_on_untrusted_prompts():
+    # a backtracking pattern would take minutes on these (the server reads client prompts)
+    assert prompts.final_question("Q: " + " " * 200_000 + "x") is None
+    assert prompts.final_question("Q: " + "a " * 200_000 + "\nA:") == ("a " * 200_000).strip()

@@ -2,7 +2,9 @@
 
 A CoT record is one JSON object per line with the fields in `RECORD_FIELDS`:
 
-    id, task, split, question, answer    the annotated example (answer = gold, normalised)
+    id, task, split, question, answer    the annotated example (answer = gold, normalised:
+                                         "yes"/"no" for strategyqa and coinflip, a number
+                                         for gsm8k; any non-empty text for other tasks)
     rationale                            the kept step-by-step text, without "The answer is X."
     teacher_answer                       the answer the teacher's text ended with
     correct                              whether teacher_answer matches the gold answer
@@ -26,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from t5x_cot.data.example import DataError
+from t5x_cot.data.gsm8k import normalize_number
 
 RECORD_FIELDS: tuple[str, ...] = (
     "id", "task", "split", "question", "answer", "rationale", "teacher_answer", "correct",
@@ -39,6 +42,13 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 _TEACHER_FIELDS = ("endpoint", "model", "params")
 _NON_EMPTY = ("id", "task", "question", "answer", "rationale")
+YES_NO = ("yes", "no")
+# The gold answers of the known tasks: (check, what the error says was expected).
+_GOLD_ANSWERS = {
+    "strategyqa": (lambda answer: answer in YES_NO, '"yes" or "no"'),
+    "coinflip": (lambda answer: answer in YES_NO, '"yes" or "no"'),
+    "gsm8k": (lambda answer: normalize_number(answer) is not None, "a number such as 18 or -2.5"),
+}
 
 
 def validate_record(record: Any, source: str | os.PathLike = "<record>",
@@ -57,6 +67,10 @@ def validate_record(record: Any, source: str | os.PathLike = "<record>",
                             line=line, field=name)
         if name in _NON_EMPTY and not value.strip():
             raise DataError(source, "expected a non-empty string", line=line, field=name)
+    check, expected = _GOLD_ANSWERS.get(record["task"], (bool, "a non-empty string"))
+    if not check(record["answer"]):
+        raise DataError(source, f"expected {expected} as a {record['task']} gold answer, got "
+                        f"{record['answer']!r}", line=line, field="answer")
     if record["sample_index"] < 0:
         raise DataError(source, "expected an integer >= 0", line=line, field="sample_index")
     for name in _TEACHER_FIELDS:

@@ -115,12 +115,11 @@ class Predictor:
         """Batch sizes must be a multiple of this (the data-parallel mesh size)."""
         return 1 if self.partitioner is None else self.partitioner.data_size
 
-    def _init_sample_state(self, batch_size: int, rng: jax.Array, max_forced: int) -> sampling.SampleState:
-        max_len = self.decode_config.max_decode_length
-        cache = network.init_cache(self.config, batch_size, max_len)
+    def _init_sample_state(self, tokens: jax.Array, rng: jax.Array, max_forced: int) -> sampling.SampleState:
+        cache = self._function("prefill")(self.params, tokens)
         if self.partitioner is not None:
             cache = jax.device_put(cache, self._cache_sharding(cache))
-        return sampling.init_state(cache, batch_size, max_len, rng, max_forced)
+        return sampling.init_state(cache, tokens.shape[0], self.decode_config.max_decode_length, rng, max_forced)
 
     def _cache_sharding(self, cache: Any) -> Any:
         """Cache leaves split over 'data' along their batch axis (scalars replicated)."""
@@ -153,21 +152,20 @@ class Predictor:
                 seqs, scores = self._function("beam")(self.params, tokens)
                 return BatchOutput(np.asarray(seqs[:, 0]), np.asarray(scores[:, 0]), {})
             rng = jax.random.PRNGKey(cfg.seed) if rng is None else rng
-            encoded = self._function("encode")(self.params, tokens)
             max_forced = calculator_loop.MAX_FORCED_TOKENS if cfg.use_calculator else 1
-            state = self._init_sample_state(tokens.shape[0], rng, max_forced)
+            state = self._init_sample_state(tokens, rng, max_forced)
             calls: dict[int, list[calculator_loop.CalculatorCall]] = {}
             if cfg.use_calculator:
                 pause_mask = jnp.asarray(self._pause_ids)
                 run = self._function("sample_pause")
 
                 def loop(s: sampling.SampleState) -> sampling.SampleState:
-                    return run(self.params, encoded, tokens, s, pause_mask)
+                    return run(self.params, tokens, s, pause_mask)
                 state, made = calculator_loop.decode_with_calculator(loop, state, self.codec, self._pause_ids)
                 for call in made:
                     calls.setdefault(call.row, []).append(call)
             else:
-                state = self._function("sample")(self.params, encoded, tokens, state, None)
+                state = self._function("sample")(self.params, tokens, state, None)
             return BatchOutput(np.asarray(state.sequences[:, 1:]), np.asarray(state.log_probs), calls)
 
     def _context(self) -> Any:
@@ -183,14 +181,25 @@ def encode_fn(config: network.T5Config) -> Callable:
     return encode
 
 
-def model_tokens_to_logits(config: network.T5Config, max_len: int, params: Any, encoded: jax.Array,
-                      encoder_tokens: jax.Array) -> Callable[[DecodingState], tuple[jax.Array, Any]]:
-    """One decoder step of the model on the KV cache: (logits [B, vocab], new cache)."""
+def prefill_fn(config: network.T5Config, max_len: int) -> Callable:
+    """prefill(params, encoder_tokens) -> decode cache: the batch encoded, the cross-attention
+    keys/values computed once, empty self-attention keys/values for `max_len` tokens."""
+    encode = encode_fn(config)
+
+    def prefill(params: Any, encoder_tokens: jax.Array) -> Any:
+        return network.prefill_cache(config, params, encode(params, encoder_tokens), encoder_tokens, max_len)
+    return prefill
+
+
+def model_tokens_to_logits(config: network.T5Config, max_len: int, params: Any,
+                           encoder_tokens: jax.Array) -> Callable[[DecodingState], tuple[jax.Array, Any]]:
+    """One decoder step of the model on a prefilled cache: (logits [B, vocab], new cache).
+    `encoder_tokens` [B, input_len] only mask encoder padding."""
     module = network.Transformer(config)
 
     def tokens_to_logits(state: DecodingState) -> tuple[jax.Array, Any]:
         logits, variables = module.apply(
-            {"params": params, "cache": state.cache}, encoded, encoder_tokens, state.cur_token,
+            {"params": params, "cache": state.cache}, None, encoder_tokens, state.cur_token,
             state.cur_token, enable_dropout=False, decode=True, max_decode_length=max_len,
             mutable=["cache"], method=module.decode)
         return logits[:, -1, :], variables["cache"]
@@ -198,22 +207,21 @@ def model_tokens_to_logits(config: network.T5Config, max_len: int, params: Any, 
 
 
 def _sample_fn(config: network.T5Config, cfg: DecodeConfig, pause: bool) -> Callable:
-    def run(params: Any, encoded: jax.Array, encoder_tokens: jax.Array, state: sampling.SampleState,
+    def run(params: Any, encoder_tokens: jax.Array, state: sampling.SampleState,
             pause_mask: jax.Array | None) -> sampling.SampleState:
-        step = model_tokens_to_logits(config, cfg.max_decode_length, params, encoded, encoder_tokens)
+        step = model_tokens_to_logits(config, cfg.max_decode_length, params, encoder_tokens)
         return sampling.sample_loop(state, step, cfg.sampling_config, EOS_ID, pause_mask if pause else None)
     return run
 
 
 def _beam_fn(config: network.T5Config, cfg: DecodeConfig) -> Callable:
-    encode = encode_fn(config)
+    prefill = prefill_fn(config, cfg.max_decode_length)
 
     def run(params: Any, encoder_tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
         batch = encoder_tokens.shape[0]
-        encoded = jnp.repeat(encode(params, encoder_tokens), cfg.num_beams, axis=0)
+        cache = prefill(params, encoder_tokens)
         tokens = jnp.repeat(encoder_tokens, cfg.num_beams, axis=0)
-        cache = network.init_cache(config, batch, cfg.max_decode_length)
-        step = model_tokens_to_logits(config, cfg.max_decode_length, params, encoded, tokens)
+        step = model_tokens_to_logits(config, cfg.max_decode_length, params, tokens)
         return beam.beam_search(cache, step, batch_size=batch, num_beams=cfg.num_beams,
                                 max_decode_len=cfg.max_decode_length, alpha=cfg.alpha,
                                 cache_batch_axis=_cache_batch_axis(config))
@@ -222,10 +230,10 @@ def _beam_fn(config: network.T5Config, cfg: DecodeConfig) -> Callable:
 
 @functools.lru_cache(maxsize=32)
 def compiled_function(config: network.T5Config, decode_config: DecodeConfig, kind: str) -> Callable:
-    """The jitted `kind` ('encode', 'sample', 'sample_pause', 'beam') function of a model and
+    """The jitted `kind` ('prefill', 'sample', 'sample_pause', 'beam') function of a model and
     decoding setup, shared by every Predictor with the same settings (compiled once per shape)."""
-    if kind == "encode":
-        return jax.jit(encode_fn(config))
+    if kind == "prefill":
+        return jax.jit(prefill_fn(config, decode_config.max_decode_length))
     if kind == "beam":
         return jax.jit(_beam_fn(config, decode_config))
     return jax.jit(_sample_fn(config, decode_config, pause=kind == "sample_pause"))

@@ -3,8 +3,9 @@ loads: `config.json`, `model.safetensors` (written one tensor at a time) and, gi
 SentencePiece model, the T5Tokenizer files (`spiece.model`, `tokenizer_config.json`,
 `special_tokens_map.json`, 100 extra ids).
 
-The vocabulary keeps our padded size (32128) in both the tensors and `vocab_size`, as the
-public T5 checkpoints on the HF hub do; tied models (`logits_via_embedding`) write
+The vocabulary is `config.output_vocab_size` in both the tensors and `vocab_size`: the size
+an HF import recorded as `real_vocab_size` (the padded rows are dropped), else our padded
+table (32128, as the public T5 checkpoints on the HF hub have); tied models (`logits_via_embedding`) write
 `shared.weight` only, untied ones also `lm_head.weight`.
 """
 from __future__ import annotations
@@ -42,10 +43,11 @@ def export_source(source: ParamSource, directory: str | os.PathLike, *, dtype: s
     out.mkdir(parents=True, exist_ok=True)
     hf_config = config_to_hf(source.config, dtype)
     maps, shapes = tensor_maps(source.config), param_shapes(source.config)
-    specs = [TensorSpec(m.name, np_dtype, hf_shape(shapes[m.path], m)) for m in maps]
+    vocab = source.config.output_vocab_size
+    specs = [TensorSpec(m.name, np_dtype, hf_shape(shapes[m.path], m, vocab)) for m in maps]
     with SafetensorsWriter(out / SAFETENSORS, specs, metadata={"format": "pt"}) as writer:
         for m in maps:
-            writer.write(m.name, to_hf(source.read(m.path), m, np_dtype))
+            writer.write(m.name, to_hf(source.read(m.path), m, np_dtype, vocab))
     (out / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
     if spm_model is not None:
         write_tokenizer(out, spm_model)

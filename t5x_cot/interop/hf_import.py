@@ -5,12 +5,12 @@ and checks every HF tensor before anything is converted: each one our config nee
 there with the right shape, and nothing may be left over except the known copies of the
 embedding and the one tensor transformers itself ignores.
 
-Output head: HF's tied models scale the decoder output by d_model**-0.5 and use
-`shared.weight` as the head, which is our `logits_via_embedding=True`. Untied models (T5 1.1,
-Flan-T5) have an unscaled `lm_head.weight` -> our `logits_dense`. An unscaled config without
-`lm_head.weight` (transformers >= 5 ties it to `shared`) gives `logits_dense = shared.T`; a
-scaled config whose `lm_head.weight` differs from `shared` gets the scale folded into
-`logits_dense`.
+Output head (see `hf_mapping` for which configs HF scales): a scaled model whose head is
+`shared.weight` is our `logits_via_embedding=True`. An unscaled `lm_head.weight` (T5 1.1,
+Flan-T5, UL2, mT5) -> our `logits_dense`; an unscaled model without `lm_head.weight`
+(transformers >= 5 ties it to `shared`, e.g. every mT5 it saves) gives
+`logits_dense = shared.T`; a scaled config whose `lm_head.weight` differs from `shared` gets
+the scale folded into `logits_dense`.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class HFSource:
         names = set(self.weights.keys())
         if SHARED not in names:
             raise ConversionError(where, "missing tensor (the token embedding)", tensor=SHARED)
-        scaled, has_head = scales_decoder_output(fields), LM_HEAD in names
+        scaled, has_head = scales_decoder_output(fields, where), LM_HEAD in names
         head_is_shared = has_head and scaled and np.array_equal(
             self.weights.read(LM_HEAD), self.weights.read(SHARED))
         self._head_scale = config.emb_dim ** -0.5 if has_head and scaled and not head_is_shared else None

@@ -4,13 +4,25 @@ Layouts: torch Linear weights are [out, in] where T5X kernels are [in, out], so 
 projection is transposed; the relative attention bias lives only in block 0 of each HF
 stack as [buckets, heads] (ours: [heads, buckets]); `shared.weight` is the embedding
 ([vocab, d_model] in both) and `lm_head.weight` ([vocab, d_model]) is our
-`decoder/logits_dense/kernel` ([d_model, vocab]) for untied models. HF checkpoints may have
-fewer vocab rows (32100) than our padded table (32128); imports pad with zero rows.
+`decoder/logits_dense/kernel` ([d_model, vocab]) for untied models.
 
-Tied logits: with tied embeddings HF multiplies the decoder output by d_model**-0.5 before
-`lm_head`, exactly what T5X's `logits_via_embedding` does (transformers >= 5 records this
-as `scale_decoder_outputs` and always ties `lm_head` to `shared` unless the checkpoint
-holds a different `lm_head.weight`).
+Vocabulary: our table has a multiple of 128 rows (T5X pads 32100 to 32128). An HF vocabulary
+that is not one is padded with zero rows on import and its size is kept as
+`T5Config.real_vocab_size` (the model masks the padded ids out of every softmax); export
+writes that many rows and `vocab_size` again.
+
+Output head, as transformers 5 computes it (`modeling_t5.py` / `modeling_mt5.py`):
+`T5ForConditionalGeneration` (model_type "t5": T5 1.0, T5 1.1, Flan-T5, UL2, ByT5) multiplies
+the decoder output by d_model**-0.5 when its config's `scale_decoder_outputs` is true, which
+transformers derives from the saved `tie_word_embeddings` when the field is absent (true for
+T5 1.0, false for the others); that is T5X's `logits_via_embedding`.
+`MT5ForConditionalGeneration` (model_type "mt5") never scales, whatever `tie_word_embeddings`
+says. Both use `shared.weight` as the head unless the checkpoint holds its own
+`lm_head.weight`. UMT5 (a relative position bias in every layer) is not a T5X layout.
+
+Feed-forward: `feed_forward_proj` is `[gated-]ACT` with ACT a transformers activation name;
+"gated-X" is our (X, "linear") and "gated-gelu" means gelu_new (tanh approximation), which is
+T5X's "gelu", while HF's plain "gelu" is the exact one (our "gelu_exact").
 """
 from __future__ import annotations
 
@@ -21,8 +33,7 @@ from typing import Any
 import numpy as np
 
 from t5x_cot.interop.errors import ConversionError
-from t5x_cot.interop.layout import (ATTENTION, EMBEDDING, GATED_ACTIVATIONS, LOGITS_DENSE, RELU_ACTIVATIONS,
-                                    STACKS, mlp_input_names, num_layers)
+from t5x_cot.interop.layout import ATTENTION, EMBEDDING, LOGITS_DENSE, STACKS, mlp_input_names, num_layers
 from t5x_cot.model.network import T5Config
 
 SHARED = "shared.weight"
@@ -31,9 +42,15 @@ LM_HEAD = "lm_head.weight"
 TIED_COPIES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
 # Created by early HF versions, never used by the model (transformers ignores it too).
 UNUSED = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
-# HF "gated-gelu" is gelu_new (tanh approximation), which is T5X's "gelu".
-FEED_FORWARD: dict[str, tuple[str, ...]] = {"relu": RELU_ACTIVATIONS, "gated-gelu": GATED_ACTIVATIONS}
-MODEL_TYPES = ("t5", "mt5")
+# transformers activation name -> ours (T5X's names).
+HF_ACTIVATIONS = {"relu": "relu", "gelu": "gelu_exact", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu",
+                  "silu": "silu", "swish": "silu"}
+# ours -> the name written to an HF config (gated: "gated-" + name, but "gated-gelu" for "gelu").
+HF_ACTIVATION_NAMES = {"relu": "relu", "gelu_exact": "gelu", "gelu": "gelu_new", "silu": "silu", "swish": "silu"}
+GATED, LINEAR = "gated", "linear"
+# model_type -> whether its HF class may scale the decoder output (see the module docstring).
+MODEL_TYPES = {"t5": True, "mt5": False}
+ARCHITECTURES = {"T5ForConditionalGeneration": "t5", "MT5ForConditionalGeneration": "mt5"}
 VOCAB_MULTIPLE = 128  # T5X pads the vocabulary (32100) to a multiple of 128 (32128)
 _HF_ATTENTION = {"attention": "SelfAttention", "self_attention": "SelfAttention",
                  "encoder_decoder_attention": "EncDecAttention"}
@@ -76,13 +93,20 @@ def tensor_maps(config: T5Config) -> list[TensorMap]:
     return maps
 
 
-def hf_shape(ours: tuple[int, ...], tensor: TensorMap) -> tuple[int, ...]:
-    """The HF shape of a param with our shape `ours`."""
-    return tuple(reversed(ours)) if tensor.transpose else tuple(ours)
+def hf_shape(ours: tuple[int, ...], tensor: TensorMap, vocab: int | None = None) -> tuple[int, ...]:
+    """The HF shape of a param with our shape `ours`, with `vocab` rows (default: ours)."""
+    shape = list(ours)
+    if vocab is not None and tensor.vocab_axis is not None:
+        shape[tensor.vocab_axis] = vocab
+    return tuple(reversed(shape)) if tensor.transpose else tuple(shape)
 
 
-def to_hf(array: np.ndarray, tensor: TensorMap, dtype: np.dtype) -> np.ndarray:
-    """Our param as the HF tensor (contiguous, in `dtype`); one copy."""
+def to_hf(array: np.ndarray, tensor: TensorMap, dtype: np.dtype, vocab: int | None = None) -> np.ndarray:
+    """Our param as the HF tensor (contiguous, in `dtype`, the first `vocab` rows); one copy."""
+    if vocab is not None and tensor.vocab_axis is not None:
+        rows = [slice(None)] * array.ndim
+        rows[tensor.vocab_axis] = slice(0, vocab)
+        array = array[tuple(rows)]
     return np.ascontiguousarray(array.T if tensor.transpose else array, dtype=dtype)
 
 
@@ -124,36 +148,74 @@ def _field(fields: Mapping[str, Any], name: str, source: str, kind: type, defaul
     return value
 
 
-def scales_decoder_output(fields: Mapping[str, Any]) -> bool:
-    """Whether HF multiplies the decoder output by d_model**-0.5 (tied-embedding T5)."""
+def model_type(fields: Mapping[str, Any], source: str) -> str:
+    """The HF model family of a config.json: its `model_type`, else the one its
+    `architectures` name; ConversionError for anything but T5 and mT5."""
+    value = fields.get("model_type")
+    if value is None:
+        named = [ARCHITECTURES[a] for a in fields.get("architectures") or () if a in ARCHITECTURES]
+        value = named[0] if named else "t5"
+    if value not in MODEL_TYPES:
+        layout = " (it has a relative position bias in every layer)" if value == "umt5" else ""
+        raise ConversionError(source, f"{value!r} is not a T5 model{layout}; expected one of "
+                              f"{', '.join(MODEL_TYPES)}", field="model_type")
+    return value
+
+
+def scales_decoder_output(fields: Mapping[str, Any], source: str = "config.json") -> bool:
+    """Whether HF multiplies the decoder output by d_model**-0.5 before the head: T5's class
+    does when `scale_decoder_outputs` (default: `tie_word_embeddings` is not false), mT5's never."""
+    if not MODEL_TYPES[model_type(fields, source)]:
+        return False
     if "scale_decoder_outputs" in fields:
         return bool(fields["scale_decoder_outputs"])
     return fields.get("tie_word_embeddings", True) is not False
 
 
+def activations_from_hf(projection: str, source: str) -> tuple[str, ...]:
+    """Our `mlp_activations` for an HF `feed_forward_proj` ("relu", "gated-silu", ...)."""
+    gate, _, name = projection.rpartition("-")
+    name = "gelu_new" if projection == "gated-gelu" else name
+    if gate not in ("", GATED) or name not in HF_ACTIVATIONS:
+        raise ConversionError(source, f"unknown feed_forward_proj {projection!r} (expected ACT or gated-ACT "
+                              f"with ACT one of {', '.join(HF_ACTIVATIONS)})", field="feed_forward_proj")
+    return (HF_ACTIVATIONS[name], LINEAR) if gate else (HF_ACTIVATIONS[name],)
+
+
+def activations_to_hf(activations: tuple[str, ...]) -> tuple[str, str]:
+    """(`feed_forward_proj`, `dense_act_fn`) for our `mlp_activations`."""
+    gated = len(activations) == 2 and activations[1] == LINEAR
+    name = HF_ACTIVATION_NAMES.get(activations[0]) if len(activations) == 1 or gated else None
+    if name is None or (gated and activations[0] == "gelu_exact"):  # HF's gated-gelu is the tanh gelu
+        raise ConversionError("T5Config", f"{tuple(activations)} has no HF feed_forward_proj (supported: "
+                              f"(ACT,) or (ACT, 'linear') with ACT one of {', '.join(HF_ACTIVATION_NAMES)}; "
+                              "not ('gelu_exact', 'linear'))", field="mlp_activations")
+    if not gated:
+        return name, name
+    return (f"{GATED}-gelu" if name == "gelu_new" else f"{GATED}-{name}"), name
+
+
 def config_from_hf(fields: Mapping[str, Any], source: str, **overrides: Any) -> T5Config:
     """Our T5Config for an HF T5 config.json; `logits_via_embedding` follows HF's output scaling
     (the importer overrides it when the checkpoint's `lm_head` says otherwise)."""
-    model_type = fields.get("model_type", "t5")
-    if model_type not in MODEL_TYPES:
-        raise ConversionError(source, f"{model_type!r} is not a T5 model (expected one of "
-                              f"{', '.join(MODEL_TYPES)})", field="model_type")
-    projection = _field(fields, "feed_forward_proj", source, str, "relu")
-    if projection not in FEED_FORWARD:
-        raise ConversionError(source, f"unknown feed_forward_proj {projection!r} (expected one of "
-                              f"{', '.join(FEED_FORWARD)})", field="feed_forward_proj")
+    family = model_type(fields, source)
+    default_projection = "relu" if family == "t5" else "gated-gelu"  # the HF config classes' defaults
+    activations = activations_from_hf(_field(fields, "feed_forward_proj", source, str, default_projection), source)
     num_layers_ = _field(fields, "num_layers", source, int)
+    vocab = _field(fields, "vocab_size", source, int)
+    table = padded_vocab(vocab)
     values: dict[str, Any] = dict(
-        vocab_size=padded_vocab(_field(fields, "vocab_size", source, int)),
+        vocab_size=table,
+        real_vocab_size=vocab if vocab != table else None,  # the padded ids are masked
         emb_dim=_field(fields, "d_model", source, int),
         num_heads=_field(fields, "num_heads", source, int),
         head_dim=_field(fields, "d_kv", source, int),
         mlp_dim=_field(fields, "d_ff", source, int),
         num_encoder_layers=num_layers_,
         num_decoder_layers=_field(fields, "num_decoder_layers", source, int, num_layers_),
-        mlp_activations=FEED_FORWARD[projection],
+        mlp_activations=activations,
         dropout_rate=_field(fields, "dropout_rate", source, float, 0.1),
-        logits_via_embedding=scales_decoder_output(fields),
+        logits_via_embedding=scales_decoder_output(fields, source),
         relative_attention_num_buckets=_field(fields, "relative_attention_num_buckets", source, int, 32),
         relative_attention_max_distance=_field(fields, "relative_attention_max_distance", source, int, 128),
         layer_norm_epsilon=_field(fields, "layer_norm_epsilon", source, float, 1e-6),
@@ -163,16 +225,13 @@ def config_from_hf(fields: Mapping[str, Any], source: str, **overrides: Any) -> 
 
 
 def config_to_hf(config: T5Config, dtype: str = "float32") -> dict[str, Any]:
-    """The HF config.json fields for our config (vocab_size = our padded table)."""
-    projection = {acts: name for name, acts in FEED_FORWARD.items()}.get(tuple(config.mlp_activations))
-    if projection is None:
-        raise ConversionError("T5Config", f"{tuple(config.mlp_activations)} has no HF feed_forward_proj "
-                              f"(supported: {', '.join(map(str, FEED_FORWARD.values()))})",
-                              field="mlp_activations")
+    """The HF config.json fields for our config (vocab_size: the real vocabulary,
+    `config.output_vocab_size`)."""
+    projection, activation = activations_to_hf(config.mlp_activations)
     return {
         "architectures": ["T5ForConditionalGeneration"],
         "model_type": "t5",
-        "vocab_size": config.vocab_size,
+        "vocab_size": config.output_vocab_size,
         "d_model": config.emb_dim,
         "d_kv": config.head_dim,
         "d_ff": config.mlp_dim,
@@ -185,8 +244,8 @@ def config_to_hf(config: T5Config, dtype: str = "float32") -> dict[str, Any]:
         "layer_norm_epsilon": config.layer_norm_epsilon,
         "initializer_factor": 1.0,
         "feed_forward_proj": projection,
-        "dense_act_fn": "gelu_new" if projection == "gated-gelu" else "relu",
-        "is_gated_act": projection.startswith("gated-"),
+        "dense_act_fn": activation,
+        "is_gated_act": projection.startswith(f"{GATED}-"),
         "tie_word_embeddings": bool(config.logits_via_embedding),
         "scale_decoder_outputs": bool(config.logits_via_embedding),
         "is_encoder_decoder": True,

@@ -70,6 +70,20 @@ def forward_flops_per_example(config: Any, input_length: int, target_length: int
     return sum(forward_flops_breakdown(config, input_length, target_length).values())
 
 
+def decode_flops_per_example(config: Any, input_length: int, new_tokens: int) -> int:
+    """FLOPs of encoding one input and greedily decoding `new_tokens` tokens with a KV cache:
+    the encoder once, the cross-attention keys/values once, then per step t (1-based) one
+    decoder token attending over t cached positions and the input, and the logits."""
+    emb, joined = config.emb_dim, config.num_heads * config.head_dim
+    breakdown = forward_flops_breakdown(config, input_length, 1)
+    encoder = breakdown["encoder_attention"] + breakdown["encoder_mlp"]
+    cross_kv = config.num_decoder_layers * 2 * 2 * input_length * emb * joined
+    per_token = config.num_decoder_layers * (4 * 2 * emb * joined + 2 * 2 * emb * joined + 2 * 2 * input_length * joined
+                                             + _mlp_block(1, config)) + 2 * emb * config.vocab_size
+    self_scores = config.num_decoder_layers * 2 * 2 * joined * new_tokens * (new_tokens + 1) // 2
+    return encoder + cross_kv + new_tokens * per_token + self_scores
+
+
 def train_flops_per_example(config: Any, input_length: int, target_length: int) -> int:
     """Forward + backward FLOPs of one example (3 × forward)."""
     return (1 + BACKWARD_FACTOR) * forward_flops_per_example(config, input_length, target_length)

@@ -178,10 +178,24 @@ def mask_to_bias(mask: Array | None, bias: Array | None) -> Array | None:
     return total
 
 
+ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn")
+
+
+def fused_attention(query: Array, key: Array, value: Array, bias: Array | None, implementation: str) -> Array:
+    """softmax(q·kᵀ + bias)·v [batch, q, heads, head_dim] by `jax.nn.dot_product_attention` (no
+    1/sqrt(d) scaling: T5 folds it into the query init; logits and softmax in float32).
+    'cudnn' is the fused GPU kernel (bf16/fp16 inputs; the bias is cast to their dtype)."""
+    if bias is not None and implementation == "cudnn":
+        bias = bias.astype(query.dtype)
+    return jax.nn.dot_product_attention(query, key, value, bias=bias, scale=1.0, implementation=implementation)
+
+
 class MultiHeadDotProductAttention(nn.Module):
     """T5 attention: no 1/sqrt(d) scaling at run time (it lives in the query init).
 
-    With `decode=True` one query token per call is written into a 'cache' collection
+    Without dropout on the weights (evaluation, decoding, dropout_rate 0) the attention runs
+    through `jax.nn.dot_product_attention` (`implementation` 'xla' or 'cudnn'; decode steps
+    always 'xla'). With `decode=True` one query token per call is written into a 'cache' collection
     (`cached_key`, `cached_value` [batch, max_len, heads, head_dim], `cache_index` scalar); the
     first decode call (on full-length inputs, as in `init`) only creates the cache.
     """
@@ -191,13 +205,18 @@ class MultiHeadDotProductAttention(nn.Module):
     dtype: Dtype = jnp.float32
     dropout_rate: float = 0.0
     float32_logits: bool = False
+    implementation: str = "xla"
 
     @nn.compact
-    def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array | None = None, *,
-                 deterministic: bool = True, decode: bool = False) -> Array:
+    def __call__(self, inputs_q: Array, inputs_kv: Array | None, bias: Array | None = None, *,
+                 deterministic: bool = True, decode: bool = False, cache_kv: bool = False,
+                 max_decode_length: int | None = None) -> Array:
         """`bias`: additive float32 [batch|1, heads|1, q, k] (already combines mask and relpos).
 
         In decode mode `bias` covers all `max_len` query rows; the row at the cache index is used.
+        `cache_kv`: `inputs_kv` is the same at every call (cross-attention while decoding): its
+        keys/values are computed at the first call, kept in the cache and reused after that,
+        when `inputs_kv` may be None.
         """
         features = self.num_heads * self.head_dim
         query_init = lambda *a: attention_kernel_init(*a) / np.sqrt(self.head_dim).astype(np.float32)
@@ -205,32 +224,47 @@ class MultiHeadDotProductAttention(nn.Module):
         heads = lambda x: constrain(x.reshape(x.shape[:-1] + (self.num_heads, self.head_dim)),
                                     ("batch", "length", "heads", "kv"))
         query = heads(proj(kernel_init=query_init, name="query")(inputs_q))
-        key = heads(proj(kernel_init=attention_kernel_init, name="key")(inputs_kv))
-        value = heads(proj(kernel_init=attention_kernel_init, name="value")(inputs_kv))
+        if cache_kv and self.has_variable("cache", "cached_key"):
+            key, value = self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
+        else:
+            if inputs_kv is None:
+                raise ValueError("cross-attention has no cached keys/values yet: pass the encoder outputs")
+            key = heads(proj(kernel_init=attention_kernel_init, name="key")(inputs_kv))
+            value = heads(proj(kernel_init=attention_kernel_init, name="value")(inputs_kv))
+            if cache_kv:
+                self.put_variable("cache", "cached_key", key)
+                self.put_variable("cache", "cached_value", value)
 
         if decode:
-            key, value, bias = self._update_cache(query, key, value, bias)
+            key, value, bias = self._update_cache(query, key, value, bias, max_decode_length)
 
         if self.float32_logits:
             query, key = query.astype(jnp.float32), key.astype(jnp.float32)
-        logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
-        if bias is not None:
-            logits = logits + bias
-        weights = jax.nn.softmax(logits).astype(self.dtype)
-        weights = nn.Dropout(rate=self.dropout_rate)(weights, deterministic=deterministic)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, value.astype(self.dtype))
+        if deterministic or self.dropout_rate == 0.0:
+            out = fused_attention(query, key, value.astype(query.dtype), bias,
+                                  "xla" if decode else self.implementation).astype(self.dtype)
+        else:  # dropout on the attention weights: the explicit path
+            logits = jnp.einsum("bqhd,bkhd->bhqk", query, key, preferred_element_type=jnp.float32)
+            if bias is not None:
+                logits = logits + bias
+            weights = jax.nn.softmax(logits).astype(self.dtype)
+            weights = nn.Dropout(rate=self.dropout_rate)(weights, deterministic=deterministic)
+            out = jnp.einsum("bhqk,bkhd->bqhd", weights, value.astype(self.dtype))
         out = constrain(out, ("batch", "length", "heads", "kv"))
         out = out.reshape(out.shape[:-2] + (features,))
         return Dense(inputs_q.shape[-1], kernel_axes=("joined_kv", "embed"), kernel_init=attention_kernel_init,
                      dtype=self.dtype, name="out")(out)
 
-    def _update_cache(self, query: Array, key: Array, value: Array,
-                      bias: Array | None) -> tuple[Array, Array, Array | None]:
+    def _update_cache(self, query: Array, key: Array, value: Array, bias: Array | None,
+                      max_decode_length: int | None) -> tuple[Array, Array, Array | None]:
         is_initialized = self.has_variable("cache", "cached_key")
-        cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
-        cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
+        shape = (key.shape[0], max_decode_length or key.shape[1]) + key.shape[2:]
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, key.dtype)
+        cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, value.dtype)
         cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, dtype=jnp.int32))
-        if not is_initialized:
+        if not is_initialized:  # creating the cache: plain attention over the given tokens
+            if bias is not None:
+                bias = bias[..., :query.shape[1], :key.shape[1]]
             return key, value, bias
         batch, max_length, num_heads, head_dim = cached_key.value.shape
         if query.shape != (batch, 1, num_heads, head_dim):

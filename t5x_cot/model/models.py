@@ -67,7 +67,8 @@ class EncoderDecoderModel:
         Metrics: loss, z_loss, cross_ent_loss, accuracy (weighted token accuracy), num_tokens
         (sum of the loss weights) and loss_per_nonpadding_target_token.
         """
-        logits = self.compute_logits(params, batch, dropout_rng)
+        # padded vocabulary ids are no classes: label smoothing spreads over real ids only
+        logits = self.compute_logits(params, batch, dropout_rng)[..., :self.config.output_vocab_size]
         factor, weights = losses.get_loss_normalizing_factor_and_weights(self.loss_normalizing_factor, batch)
         targets = batch["decoder_target_tokens"]
         loss, z_loss, _ = losses.compute_weighted_cross_entropy(

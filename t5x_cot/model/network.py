@@ -20,22 +20,22 @@ Param tree (unscanned), as T5X checkpoints::
 With `scan_layers=True` the layers live under `encoder/layers/...` and `decoder/layers/...`
 with a leading 'layers' axis; `stack_layers` / `unstack_layers` convert between the two.
 
-Decoding (T5X style), one decoder token per call::
+Decoding, one decoder token per call::
 
     model = Transformer(config)
     encoded = model.apply({'params': params}, enc_tokens, enable_dropout=False, method=Transformer.encode)
-    cache = init_cache(config, batch_size, max_decode_length)   # zeros, nothing computed
-    logits, variables = model.apply({'params': params, 'cache': cache}, encoded, enc_tokens,
+    cache = prefill_cache(config, params, encoded, enc_tokens, max_decode_length)
+    logits, variables = model.apply({'params': params, 'cache': cache}, None, enc_tokens,
                                     token, token, enable_dropout=False, decode=True,
                                     max_decode_length=max_decode_length,
                                     method=Transformer.decode, mutable=['cache'])
     cache = variables['cache']                                   # token: [batch, 1]
 
-(T5X's way — `model.init(..., decode=True)` on full-length decoder inputs and taking
-`['cache']` — builds the same cache.) Each self-attention layer holds `cached_key`,
-`cached_value` [batch, max_decode_length, heads, head_dim] and a scalar int32 `cache_index`
-(with scan_layers every entry gains a leading layer axis). Cross-attention keys/values are
-recomputed from `encoded` each step, as T5X does, so the cache has no encoder-length entries.
+Each self-attention layer holds `cached_key`, `cached_value` [batch, max_decode_length, heads,
+head_dim] and a scalar int32 `cache_index`; each cross-attention layer holds the keys/values of
+the encoder outputs, `cached_key`, `cached_value` [batch, input_length, heads, head_dim], computed
+once by `prefill_cache` instead of at every step as T5X does (with scan_layers every entry gains a
+leading layer axis).
 
 Packed inputs: the relative position bias is computed from sequence offsets; with segment masks
 that never attend across examples this equals the bias from per-example positions (packed
@@ -86,26 +86,57 @@ class T5Config:
     float32_attention_logits: bool = False
     scan_layers: bool = False
     remat_policy: str = "none"
+    #: Ids >= real_vocab_size are padding of the embedding table (e.g. 32100 real of 32128):
+    #: their logits are masked to MASKED_LOGIT. None: every id is real.
+    real_vocab_size: int | None = None
+    #: `jax.nn.dot_product_attention` implementation where no attention dropout applies:
+    #: 'xla' (any device) or 'cudnn' (fused GPU kernel, bf16).
+    attention_implementation: str = "xla"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mlp_activations", tuple(self.mlp_activations))
         object.__setattr__(self, "dtype", jnp.dtype(self.dtype).name)
+        if self.real_vocab_size is not None and not 0 < self.real_vocab_size <= self.vocab_size:
+            raise ValueError(f"T5Config.real_vocab_size={self.real_vocab_size}; expected 1..vocab_size "
+                             f"({self.vocab_size}) or None")
         if self.remat_policy not in ("none", *REMAT_POLICIES):
             raise ValueError(f"T5Config.remat_policy={self.remat_policy!r}; expected 'none', "
                              + ", ".join(repr(k) for k in REMAT_POLICIES))
         for name in self.mlp_activations:
             L.activation_fn(name)
+        if self.attention_implementation not in L.ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"T5Config.attention_implementation={self.attention_implementation!r}; expected "
+                             + " or ".join(repr(k) for k in L.ATTENTION_IMPLEMENTATIONS))
 
     @property
     def activation_dtype(self) -> jnp.dtype:
         """The compute dtype of activations."""
         return jnp.dtype(self.dtype)
 
+    @property
+    def output_vocab_size(self) -> int:
+        """Number of ids a model may emit (`real_vocab_size`, else `vocab_size`)."""
+        return self.vocab_size if self.real_vocab_size is None else self.real_vocab_size
+
+
+#: Logit of padded vocabulary ids: exp() is 0, yet finite, so a softmax, log-softmax, z-loss or a
+#: division by a sampling temperature never produces inf or NaN.
+MASKED_LOGIT = -1e9
+
+
+def mask_padded_vocab(logits: Array, config: T5Config) -> Array:
+    """`logits` [..., vocab] with ids >= `config.real_vocab_size` set to MASKED_LOGIT."""
+    if config.output_vocab_size >= logits.shape[-1]:
+        return logits
+    real = jnp.arange(logits.shape[-1]) < config.output_vocab_size
+    return jnp.where(real, logits, jnp.asarray(MASKED_LOGIT, logits.dtype))
+
 
 def _attention(config: T5Config, name: str) -> L.MultiHeadDotProductAttention:
     return L.MultiHeadDotProductAttention(
         num_heads=config.num_heads, head_dim=config.head_dim, dtype=config.activation_dtype,
-        dropout_rate=config.dropout_rate, float32_logits=config.float32_attention_logits, name=name)
+        dropout_rate=config.dropout_rate, float32_logits=config.float32_attention_logits,
+        implementation=config.attention_implementation, name=name)
 
 
 def _norm(config: T5Config, name: str) -> L.LayerNorm:
@@ -152,18 +183,22 @@ class DecoderLayer(nn.Module):
     config: T5Config
     deterministic: bool = True
     decode: bool = False
+    max_decode_length: int | None = None
     scanned: bool = False
 
     @nn.compact
-    def __call__(self, inputs: Array, encoded: Array, self_bias: Array | None, cross_bias: Array | None) -> Any:
+    def __call__(self, inputs: Array, encoded: Array | None, self_bias: Array | None,
+                 cross_bias: Array | None) -> Any:
         cfg, det = self.config, self.deterministic
         x = L.constrain(inputs, ("batch", "length", "embed"))
         x = _sublayer(cfg, "pre_self_attention_layer_norm", x, det,
                       lambda h: _attention(cfg, "self_attention")(h, h, self_bias, deterministic=det,
-                                                                  decode=self.decode))
+                                                                  decode=self.decode,
+                                                                  max_decode_length=self.max_decode_length))
         x = _sublayer(cfg, "pre_cross_attention_layer_norm", x, det,
                       lambda h: _attention(cfg, "encoder_decoder_attention")(h, encoded, cross_bias,
-                                                                             deterministic=det))
+                                                                             deterministic=det,
+                                                                             cache_kv=self.decode))
         x = _sublayer(cfg, "pre_mlp_layer_norm", x, det, lambda h: _mlp(cfg, h, det))
         x = L.constrain(x, ("batch", "length", "embed"))
         return (x, None) if self.scanned else x
@@ -215,7 +250,7 @@ class Decoder(nn.Module):
     shared_embedding: nn.Module
 
     @nn.compact
-    def __call__(self, encoded: Array, decoder_input_tokens: Array, decoder_mask: Array | None,
+    def __call__(self, encoded: Array | None, decoder_input_tokens: Array, decoder_mask: Array | None,
                  encoder_decoder_mask: Array | None, deterministic: bool, decode: bool = False,
                  max_decode_length: int | None = None) -> Array:
         cfg = self.config
@@ -227,7 +262,8 @@ class Decoder(nn.Module):
         self_bias = L.mask_to_bias(decoder_mask, relpos)
         cross_bias = L.mask_to_bias(encoder_decoder_mask, None)
         y = _run_layers(cfg, DecoderLayer, cfg.num_decoder_layers, y, encoded, self_bias, cross_bias,
-                        deterministic=deterministic, decode=decode)
+                        deterministic=deterministic, decode=decode,
+                        max_decode_length=max_decode_length if decode else None)
         y = _norm(cfg, "decoder_norm")(y)
         y = _residual_dropout(cfg, y, deterministic)
         if cfg.logits_via_embedding:
@@ -235,7 +271,7 @@ class Decoder(nn.Module):
         else:
             logits = L.Dense(cfg.vocab_size, kernel_axes=("embed", "vocab"), dtype=jnp.float32,
                              name="logits_dense")(y)
-        return L.constrain(logits, ("batch", "length", "vocab"))
+        return L.constrain(mask_padded_vocab(logits, cfg), ("batch", "length", "vocab"))
 
 
 class Transformer(nn.Module):
@@ -259,7 +295,7 @@ class Transformer(nn.Module):
             mask = L.combine_masks(mask, L.make_attention_mask(encoder_segment_ids, encoder_segment_ids, jnp.equal))
         return self.encoder(encoder_input_tokens, mask, deterministic=not enable_dropout)
 
-    def decode(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
+    def decode(self, encoded: Array | None, encoder_input_tokens: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Array, encoder_segment_ids: Array | None = None,
                decoder_segment_ids: Array | None = None, decoder_positions: Array | None = None,
                enable_dropout: bool = True, decode: bool = False,
@@ -267,7 +303,7 @@ class Transformer(nn.Module):
         """Decoder logits [batch, target_len, vocab] (float32).
 
         With `decode=True` the self-attention mask comes from the cache; cross-attention masks
-        only encoder padding.
+        only encoder padding, and `encoded` may be None once `prefill_cache` filled the cache.
         """
         del decoder_positions  # relative positions come from offsets; see the module docstring
         if decode:
@@ -310,10 +346,16 @@ def param_logical_axes(config: T5Config) -> Any:
                         is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
-def init_cache(config: T5Config, batch_size: int, max_decode_length: int) -> Any:
-    """Zero decode cache for `Transformer.decode(..., decode=True, max_decode_length=...)`."""
-    shapes = _abstract_variables(config, batch_size, 1, max_decode_length, decode=True)["cache"]
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+def prefill_cache(config: T5Config, params: Any, encoded: Array, encoder_input_tokens: Array,
+                  max_decode_length: int) -> Any:
+    """Decode cache of a batch: empty self-attention keys/values for `max_decode_length` tokens
+    and every layer's cross-attention keys/values of `encoded`, computed here once (the steps
+    then pass `encoded=None`). Costs one decoder step."""
+    start = jnp.zeros((encoded.shape[0], 1), jnp.int32)
+    _, variables = Transformer(config).apply(
+        {"params": params}, encoded, encoder_input_tokens, start, start, enable_dropout=False, decode=True,
+        max_decode_length=max_decode_length, mutable=["cache"], method=Transformer.decode)
+    return variables["cache"]
 
 
 def _stack_names(tree: Mapping[str, Any]) -> list[str]:

@@ -147,6 +147,23 @@ def build_prompt(example: Example, exemplars: Sequence[Exemplar], mode: str) -> 
     return "\n\n".join(blocks)
 
 
+def final_question(prompt: str) -> str | None:
+    """The question a prompt of this module's format asks last (its hint dropped), or None
+    when `prompt` is not in that format. A student trained on bare questions reads this.
+    Linear in the prompt's length (prompts may come from untrusted clients)."""
+    text = prompt.rstrip()
+    if not text.endswith("\nA:"):
+        return None
+    block = text[:-len("\nA:")]
+    block = block[block.rfind("\n\n") + 2:] if "\n\n" in block else block
+    if not block.startswith("Q:"):
+        return None
+    question, hint_sep, hint = block[len("Q:"):].rpartition("\nHint: ")
+    if not hint_sep or "\n" in hint:
+        question = block[len("Q:"):]
+    return question.strip() or None
+
+
 def prompt_id(task: str, mode: str, exemplars: Sequence[Exemplar] | str) -> str:
     """Short id of the template and exemplar set ("pool:<seed>:<k>" for drawn sets)."""
     if isinstance(exemplars, str):

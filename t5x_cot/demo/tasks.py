@@ -1,8 +1,9 @@
-"""SeqIO tasks of the demo: its generated Coinflip sets under its own SentencePiece vocabulary.
+"""Stage 4, tasks: SeqIO tasks over the demo's rows, under its own SentencePiece vocabulary.
 
-Built from the project's task machinery (`RowSource`, the `coinflip` metrics and
-postprocessor); names start with `coinflip_` so evaluation scores them as Coinflip.
-Registering again (a second demo run in one process) replaces the previous tasks.
+Built from the project's task machinery (`RowSource`, the dataset's metrics and answer
+postprocessor); names start with the dataset (`gsm8k_demo_...`, `coinflip_demo_...`) so
+evaluation scores them with that dataset's answer grammar. Registering again (a second demo
+run in one process) replaces the previous tasks.
 """
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ import seqio
 
 from t5x_cot import answers
 from t5x_cot.data import Example
+from t5x_cot.demo.data import DemoTask
 from t5x_cot.tasks import metrics, sources
 
-COT_TASK = "coinflip_demo_cot"
-ANSWER_ONLY_TASK = "coinflip_demo_answer_only"
+
+def train_task_name(task: DemoTask, student: str) -> str:
+    """The training task of a student (`cot` or `answer_only`)."""
+    return f"{task.dataset}_demo_{student}"
 
 
-def eval_task_name(num_people: int) -> str:
-    """The demo's test task with `num_people` people per question."""
-    return f"coinflip_demo_test_p{num_people}"
+def test_task_name(task: DemoTask, size: int) -> str:
+    """The test task of questions with `size` steps (people)."""
+    return f"{task.dataset}_demo_test_{size}{task.unit}"
 
 
 def example_row(example: Example, rationale: str) -> sources.Row:
@@ -36,7 +40,7 @@ def _rows(rows: Sequence[sources.Row], split: str) -> Sequence[sources.Row]:
     return rows
 
 
-def _register(name: str, split: str, rows: Sequence[sources.Row],
+def _register(name: str, dataset: str, split: str, rows: Sequence[sources.Row],
               vocabulary: seqio.Vocabulary) -> None:
     seqio.TaskRegistry.remove(name)
     features = {key: seqio.Feature(vocabulary=vocabulary, add_eos=True)
@@ -47,21 +51,22 @@ def _register(name: str, split: str, rows: Sequence[sources.Row],
         output_features=features,
         preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
                        seqio.preprocessors.append_eos_after_trim],
-        postprocess_fn=functools.partial(metrics.postprocess, answer_type="yesno",
+        postprocess_fn=functools.partial(metrics.postprocess,
+                                         answer_type=answers.ANSWER_TYPES[dataset],
                                          vocabulary=vocabulary),
-        metric_fns=list(metrics.metric_fns_for("coinflip")))
+        metric_fns=list(metrics.metric_fns_for(dataset)))
 
 
-def register_tasks(cot_rows: Sequence[sources.Row], answer_only_rows: Sequence[sources.Row],
+def register_tasks(task: DemoTask, train_rows: Mapping[str, Sequence[sources.Row]],
                    test_rows: Mapping[int, Sequence[sources.Row]],
                    vocabulary: seqio.Vocabulary) -> list[str]:
-    """Register the two training tasks (`train` split) and one test task per number of
-    people (`test` split); returns the test task names in the order of `test_rows`."""
-    _register(COT_TASK, "train", cot_rows, vocabulary)
-    _register(ANSWER_ONLY_TASK, "train", answer_only_rows, vocabulary)
-    for people, rows in test_rows.items():
-        _register(eval_task_name(people), "test", rows, vocabulary)
-    return [eval_task_name(people) for people in test_rows]
+    """Register one training task per student ({student: rows}, `train` split) and one test
+    task per size (`test` split); returns the test task names in the order of `test_rows`."""
+    for student, rows in train_rows.items():
+        _register(train_task_name(task, student), task.dataset, "train", rows, vocabulary)
+    for size, rows in test_rows.items():
+        _register(test_task_name(task, size), task.dataset, "test", rows, vocabulary)
+    return [test_task_name(task, size) for size in test_rows]
 
 
 def max_lengths(rows: Sequence[sources.Row], vocabulary: seqio.Vocabulary) -> dict[str, int]:

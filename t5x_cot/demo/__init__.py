@@ -1,0 +1,38 @@
+"""`t5x-cot demo`: chain-of-thought distillation end to end on a CPU, stage by stage.
+
+    t5x-cot demo [--task arithmetic|coinflip] [--seeds 2] [--out demo_out] [--quick]
+
+One module per stage, each calling the entry points a user calls:
+
+1. `data`: the questions. Default: GSM8K-style arithmetic word problems (`arithmetic`),
+   2-4 steps in training, 2-4 (in distribution) and 5-6 steps (out of distribution) in test.
+   `--task coinflip`: Wei et al.'s Coinflip, 2 people in training, 2/3/4 in test.
+2. `teacher`: a symbolic teacher writes a rationale for every training question, 10% of
+   them deliberately wrong; the project's answer filter drops those.
+3. `vocab`: a small SentencePiece model trained on the generated text (`<<`, `=`, `>>`
+   atomic, digits split).
+4. `tasks`: SeqIO tasks for the CoT targets, the answer-only targets and each test set.
+5. `train`: small T5 1.1 students from scratch with the project's gin trainer
+   (gin/runs/demo.gin), one per seed: CoT on `<rationale> The answer is <answer>.`, the
+   baseline on `The answer is <answer>.`; then greedy decoding of every test set, the CoT
+   student also with the calculator in the loop (the paper's GSM8K columns).
+6. `report`: per-seed tables and the mean ± half range over seeds, printed and written to
+   `results.md` / `results.csv`, the plot `accuracy_vs_<steps|people>.png` with error bars
+   and `predictions.jsonl`.
+`pipeline` drives the stages and times each.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the demo's flags."""
+    from t5x_cot.demo import pipeline  # pylint: disable=import-outside-toplevel
+    pipeline.add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; returns the exit status."""
+    from t5x_cot.demo import pipeline  # pylint: disable=import-outside-toplevel
+    return pipeline.run(args)

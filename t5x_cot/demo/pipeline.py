@@ -1,0 +1,210 @@
+"""The demo's driver: every stage in order, for each seed, with the wall time of each."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from t5x_cot.demo import data as data_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Sizes of one demo run: questions, training steps and batch per student, decode batch."""
+
+    num_train: int
+    num_test: int
+    steps: int
+    batch_size: int
+    eval_batch: int = 100
+
+
+FULL = {"arithmetic": Settings(num_train=6000, num_test=200, steps=1000, batch_size=16),
+        "coinflip": Settings(num_train=6000, num_test=300, steps=1000, batch_size=32)}
+QUICK = Settings(num_train=200, num_test=16, steps=4, batch_size=16, eval_batch=16)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the demo's flags."""
+    parser.add_argument("--task", choices=sorted(data_lib.TASKS), default="arithmetic",
+                        help="arithmetic word problems (default) or the paper's Coinflip")
+    parser.add_argument("--out", default="demo_out",
+                        help="output directory (results, plot, predictions, models)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sets and a few steps: checks the pipeline, learns nothing")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps of each student (default "
+                             f"{FULL['arithmetic'].steps}; --quick: {QUICK.steps})")
+    parser.add_argument("--seeds", type=int, default=2,
+                        help="train every student with seeds 0..N-1; cells show mean ± half range")
+
+
+class StageTimer:
+    """Wall time and process CPU time (all threads) of each named stage, summed over repeats
+    and printed as each one ends. On a shared machine the wall time grows with the other
+    load; the CPU time much less so."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        print(f"\n== {name}", flush=True)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        yield
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        self.seconds[name] = self.seconds.get(name, 0.0) + wall
+        self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + cpu
+        print(f"== {name}: {wall:.1f} s (CPU {cpu:.1f} s)", flush=True)
+
+    def summary(self) -> str:
+        """Wall and CPU seconds per stage and in total, in one line."""
+        return ("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
+                + f"; total {sum(self.seconds.values()):.0f} s; CPU time: "
+                + ", ".join(f"{k} {v:.0f} s" for k, v in self.cpu_seconds.items())
+                + f"; total {sum(self.cpu_seconds.values()):.0f} s")
+
+
+def _round_up(value: int, multiple: int = 8) -> int:
+    return -(-value // multiple) * multiple
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything the students share: rows by training task, test tasks, vocabulary."""
+
+    train_rows: dict[str, Sequence[Mapping[str, str]]]
+    test_rows: dict[int, list[Mapping[str, str]]]
+    test_tasks: list[str]
+    vocabulary: Any
+    model_vocab: int
+    eval_lengths: dict[str, int]
+
+
+def prepare(task: data_lib.DemoTask, settings: Settings, out: pathlib.Path,
+            timer: StageTimer) -> tuple[Prepared, dict[str, Any]]:
+    """Stages data, teacher, vocabulary and tasks; returns them and the teacher's summary."""
+    import seqio
+
+    from t5x_cot.demo import tasks as tasks_lib
+    from t5x_cot.demo import teacher, vocab
+    from t5x_cot.tasks import sources
+
+    with timer("data"):
+        data = data_lib.make_data(task, settings.num_train, settings.num_test)
+        print(f"train: {len(data.train)} questions with {task.unit} "
+              f"{'/'.join(map(str, task.train_sizes))}; test: "
+              + ", ".join(f"{len(v)} with {k} {task.unit}" for k, v in data.tests.items()))
+    with timer("teacher"):
+        records_path = out / "cot" / f"{task.dataset}.jsonl"
+        summary = teacher.run_teacher(task, data.train, records_path)
+    with timer("vocabulary"):
+        train_rows = {"cot": sources.record_rows(task.dataset, records_path),
+                      "answer_only": [tasks_lib.example_row(e, "") for e in data.train]}
+        test_rows = {size: [tasks_lib.example_row(e, data_lib.gold_rationale(task, e))
+                            for e in examples] for size, examples in data.tests.items()}
+        test_inputs = [row["inputs"] for rows in test_rows.values() for row in rows]
+        path = vocab.train_sentencepiece(
+            [text for rows in train_rows.values() for row in rows
+             for text in (row["inputs"], row["targets"])],
+            out / "vocab", must_spell=test_inputs)
+        vocabulary = seqio.SentencePieceVocabulary(str(path), extra_ids=0)
+        model_vocab = vocab.padded_size(vocabulary.vocab_size)
+        print(f"{path}: {vocabulary.vocab_size} pieces (model vocabulary {model_vocab})")
+    with timer("tasks"):
+        test_tasks = tasks_lib.register_tasks(task, train_rows, test_rows, vocabulary)
+        all_tests = [row for rows in test_rows.values() for row in rows]
+        eval_lengths = {k: _round_up(v) + 8
+                        for k, v in tasks_lib.max_lengths(all_tests, vocabulary).items()}
+        print("tasks: " + ", ".join(f"{tasks_lib.train_task_name(task, s)} ({len(r)})"
+                                    for s, r in train_rows.items()) + ", " + ", ".join(test_tasks))
+    return Prepared(train_rows, test_rows, test_tasks, vocabulary, model_vocab,
+                    eval_lengths), summary
+
+
+def train_and_evaluate(task: data_lib.DemoTask, settings: Settings, prepared: Prepared,
+                       seed: int, out: pathlib.Path, timer: StageTimer
+                       ) -> tuple[dict[str, dict[int, Any]], dict[str, pathlib.Path]]:
+    """Train the CoT and answer-only students with `seed` and decode every test set (the CoT
+    student twice when the task has the calculator column); returns metrics and eval dirs."""
+    from t5x_cot.demo import report
+    from t5x_cot.demo import tasks as tasks_lib
+    from t5x_cot.demo import train
+
+    size_of = dict(zip(prepared.test_tasks, prepared.test_rows))
+    metrics: dict[str, dict[int, Any]] = {}
+    eval_dirs: dict[str, pathlib.Path] = {}
+    for trained in ("answer_only", "cot"):
+        model_dir = out / f"seed{seed}" / "models" / trained
+        with timer(f"train {trained}"):
+            rows = prepared.train_rows[trained]
+            lengths = {k: _round_up(v) for k, v in tasks_lib.max_lengths(
+                rows, prepared.vocabulary).items()}
+            train.train_student(tasks_lib.train_task_name(task, trained), model_dir,
+                                settings.steps, settings.batch_size, lengths,
+                                prepared.model_vocab, seed)
+        decoded = [trained] + (["cot_calculator"] if trained == "cot" and
+                               "cot_calculator" in task.students else [])
+        for student in decoded:
+            eval_dir = eval_dirs[student] = out / f"seed{seed}" / "eval" / student
+            with timer(f"evaluate {student}"):
+                by_task = train.evaluate_student(
+                    model_dir, prepared.test_tasks, eval_dir, prepared.vocabulary,
+                    prepared.eval_lengths, min(settings.eval_batch, settings.num_test),
+                    use_calculator=student == "cot_calculator")
+                report.annotate_metrics(eval_dir, task, size_of)
+            metrics[student] = {size_of[name]: m for name, m in by_task.items()}
+    return metrics, eval_dirs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from t5x_cot.demo import report, teacher
+
+    task = data_lib.TASKS[args.task]
+    settings = QUICK if args.quick else FULL[task.name]
+    if args.steps is not None:
+        settings = dataclasses.replace(settings, steps=args.steps)
+    if args.seeds < 1:
+        raise SystemExit(f"t5x-cot demo: --seeds must be >= 1, got {args.seeds}")
+    out = pathlib.Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    timer = StageTimer()
+    start = time.perf_counter()
+    prepared, summary = prepare(task, settings, out, timer)
+
+    metrics: dict[int, dict[str, dict[int, Any]]] = {}
+    eval_dirs: dict[tuple[int, str], pathlib.Path] = {}
+    for seed in range(args.seeds):
+        metrics[seed], dirs = train_and_evaluate(task, settings, prepared, seed, out, timer)
+        eval_dirs.update({(seed, student): d for student, d in dirs.items()})
+        rows = report.results_rows(task, {seed: metrics[seed]})
+        print(f"\nseed {seed}:\n" + report.format_markdown(task, rows), flush=True)
+
+    with timer("report"):
+        rows = report.results_rows(task, metrics)
+        size_of = dict(zip(prepared.test_tasks, prepared.test_rows))
+        gold = {name: {r["id"]: r["targets"] for r in prepared.test_rows[size]}
+                for name, size in size_of.items()}
+        findings = [f"teacher: {teacher.teacher_line(summary)}", *report.gap_lines(task, rows),
+                    report.ood_line(task, rows, "cot", "answer_only")]
+        for student in task.students:
+            if student != "answer_only":
+                exact = report.exact_rationales(eval_dirs[0, student], gold, size_of)
+                findings.append(report.exact_line(task.students[student] + " (seed 0)", exact,
+                                                  task.unit))
+        findings.append(timer.summary())
+        report.write_outputs(out, task, rows, findings,
+                             {**dataclasses.asdict(settings), "seeds": args.seeds}, eval_dirs)
+    print("\n" + report.format_markdown(task, rows) + "\n")
+    print("\n".join(findings[:-1]))
+    print(timer.summary() + f"; whole run {time.perf_counter() - start:.0f} s wall")
+    print(f"outputs: {out}")
+    return 0

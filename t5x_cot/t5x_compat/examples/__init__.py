@@ -1,0 +1,1 @@
+"""`t5x.examples` of the T5X compatibility layer."""
