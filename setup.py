@@ -25,6 +25,7 @@ CORE = [
     "sniffio>=1.3",  # httpcore looks it up on every lock; missing, each lookup walks sys.path
     "tqdm>=4.67",
     "matplotlib>=3.9",
+    "tensorboard>=2.21",  # seqio.TensorBoardLogger (T5X's eval.gin) writes through tf.summary
     "starlette>=1.10",  # `t5x-cot serve`: the ASGI app
     "uvicorn>=0.55",  # `t5x-cot serve`: the ASGI server
     "pydantic>=2.0",  # `t5x-cot serve`: request validation
@@ -45,7 +46,7 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["t5x_cot", "t5x_cot.*"]) + ["t5x_cot.tasks", "t5x_cot.gin_configs"],
     package_dir={"t5x_cot.tasks": "tasks", "t5x_cot.gin_configs": "gin"},
-    package_data={"t5x_cot.gin_configs": ["*/*.gin", "*/*/*.gin"], "t5x_cot.data": ["*.txt"]},
+    package_data={"t5x_cot.gin_configs": ["*/*.gin", "*/*/*.gin", "*/*/*/*.gin", "*/*/*/*/*.gin"], "t5x_cot.data": ["*.txt"]},
     include_package_data=True,
     install_requires=CORE,
     extras_require=EXTRAS,

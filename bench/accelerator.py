@@ -231,9 +231,13 @@ def train_section(size: str, shapes: Shapes, peak: float | None) -> Callable[[fl
         best = fitting[-1]
         hf: list[dict] = []
         batch = best["batch"]
-        while batch >= 1 and not any(t["fits"] for t in hf) and time.perf_counter() < deadline:
-            hf += _try_batches(hf_train_step(config, shapes.lengths), batch, batch, deadline + 60)
-            batch //= 2
+        try:  # an HF failure must not lose our figures
+            while batch >= 1 and not any(t["fits"] for t in hf) and time.perf_counter() < deadline:
+                hf += _try_batches(hf_train_step(config, shapes.lengths), batch, batch, deadline + 60)
+                batch //= 2
+        except Exception as error:  # pylint: disable=broad-except
+            result["hf_error"] = repr(error)[:1000]
+            lines.append(f"  - HF PyTorch failed: {repr(error)[:200]}")
         result["hf_tries"] = hf
         rows = [("ours (JAX)", best)] + [("HF PyTorch", t) for t in hf if t["fits"]][:1]
         for name, row in rows:

@@ -219,6 +219,16 @@ _NORMALIZERS = {"number": normalize_number, "yesno": normalize_yesno, "choice": 
 TYPES: tuple[str, ...] = tuple(_NORMALIZERS)  # the answer types `extract_answer` reads
 
 
+def answer_type_of(gold: str) -> str:
+    """The answer type a gold answer is written in: "yesno", "number", else "choice" for an
+    option letter ("C", "(B)"); "number" when it is none of these."""
+    if normalize_yesno(gold):
+        return "yesno"
+    if normalize_number(gold) is None and normalize_choice(gold) is not None:
+        return "choice"
+    return "number"
+
+
 def _check_type(answer_type: str) -> None:
     if answer_type not in _NORMALIZERS:
         raise ValueError(f"answer_type must be one of {list(TYPES)}, got {answer_type!r}")

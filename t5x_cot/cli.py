@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("t5x_cot.interop.convert", "convert checkpoints between T5X, HuggingFace and t5x_cot"),
     "plan": ("t5x_cot.plan", "print the mesh, sharding and per-device memory of a gin config"),
     "serve": ("t5x_cot.serve.cli", "serve a checkpoint over the OpenAI API (completions, chat, models)"),
-    "demo": ("t5x_cot.demo", "Coinflip distillation end to end on the CPU"),
+    "demo": ("t5x_cot.demo", "chain-of-thought distillation end to end on the CPU (arithmetic word problems; --task coinflip)"),
 }
 
 

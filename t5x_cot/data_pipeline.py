@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 
-def _seqio() -> Any:
-    """seqio, imported on first use (TensorFlow stays out of processes that only configure)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def import_seqio() -> Any:
+    """seqio, imported on first use (TensorFlow stays out of processes that only configure).
+
+    TensorFlow only feeds the input pipeline: its device probe runs quietly (no false `cuInit`
+    alarm on CPU machines) and it is kept off the GPUs, which belong to JAX.
+    """
+    from t5x_cot.tensorflow_devices import probe_devices_quietly
+
     import seqio
     import tensorflow as tf
 
+    probe_devices_quietly()
     tf.config.set_visible_devices([], "GPU")
     return seqio
 
@@ -62,7 +67,7 @@ def get_task(config: DatasetConfig) -> Any:
     are imported when the name is not registered yet. With `use_cached`, every task must
     have a seqio cache: otherwise the error says how to build one or to turn caching off.
     """
-    seqio = _seqio()
+    seqio = import_seqio()
     import_task_module(config.module)
     name = config.mixture_or_task_name
     if not isinstance(name, str) or not name:
@@ -92,7 +97,7 @@ def get_task(config: DatasetConfig) -> Any:
 def get_dataset(config: DatasetConfig, *, shard_id: int = 0, num_shards: int = 1,
                 per_host_batch_size: int | None = None, num_epochs: int | None = None) -> Any:
     """Batched, feature-converted tf.data pipeline of one host's shard (repeats forever by default)."""
-    seqio = _seqio()
+    seqio = import_seqio()
     get_task(config)
     _require_lengths(config)
     per_host = per_host_batch_size or config.batch_size // num_shards

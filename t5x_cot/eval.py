@@ -143,16 +143,13 @@ def run_evaluation(evaluator: Any, params: Any, step: int, output_dir: str | pat
 def evaluate_tasks(model_config: Any, params: Any, task_names: Sequence[str], *,
                    decode_config: DecodeConfig = DecodeConfig(), split: str = "test",
                    batch_size: int = 32, input_length: int = 256, max_examples: int | None = None,
-                   output_dir: str | pathlib.Path | None = None, partitioner: Any = None,
-                   vocabulary: Any = None, progress: bool = True) -> dict[str, dict[str, Any]]:
+                   output_dir: str | pathlib.Path | None = None,
+                   partitioner: Any = None) -> dict[str, dict[str, Any]]:
     """Decode and score `task_names` with in-memory params (inputs cut to `input_length`,
     targets to `decode_config.max_decode_length`); returns {task: metrics}. With
-    `output_dir`, also writes metrics.json, predictions.jsonl and run_info.json there.
-
-    The tasks' own vocabulary decodes the text; `vocabulary` and `progress` are accepted for
-    callers written against the earlier signature.
+    `output_dir`, also writes metrics.json, predictions.jsonl and run_info.json there; the
+    tasks' own vocabulary decodes the text.
     """
-    del vocabulary, progress
     import seqio  # pylint: disable=import-outside-toplevel
     from t5x_cot.data_pipeline import DatasetConfig  # pylint: disable=import-outside-toplevel
     from t5x_cot.inference_evaluation import InferenceEvaluator  # pylint: disable=import-outside-toplevel
@@ -252,9 +249,11 @@ def evaluate(*, model: Any, dataset_cfg: Any, restore_checkpoint_cfg: Any, outpu
 def register_configurables() -> None:
     """`evaluate` and `RestoreCheckpointConfig` as gin names, with the training core's (idempotent)."""
     gin_utils.register_configurables()
-    for configurable in (evaluate, RestoreCheckpointConfig):
-        if not gin_utils.is_registered(f"t5x_cot.eval.{configurable.__name__}"):
-            gin.external_configurable(configurable, module="t5x_cot.eval")
+    if not gin_utils.is_registered("t5x_cot.eval.evaluate"):
+        gin.external_configurable(evaluate, module="t5x_cot.eval")
+    if "RestoreCheckpointConfig" not in gin.config._REGISTRY:  # noqa: SLF001
+        # exactly this name: T5X's `utils.RestoreCheckpointConfig` may be registered too
+        gin_utils.register_exact(RestoreCheckpointConfig, "RestoreCheckpointConfig")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -139,7 +139,7 @@ def apply_t5x_flags(args: argparse.Namespace) -> None:
     if args.tfds_data_dir or cache_dirs:
         from t5x_cot import data_pipeline
 
-        seqio = data_pipeline._seqio()  # noqa: SLF001 - the one place seqio is imported
+        seqio = data_pipeline.import_seqio()
         if args.tfds_data_dir:
             seqio.set_tfds_data_dir_override(args.tfds_data_dir)
         if cache_dirs:
@@ -461,7 +461,7 @@ def run_configured(argv: Sequence[str], fn: Any, module: str) -> Any:
     t5x_compat.bind_script(fn.__name__, fn)
     register_configurables()
     if f"{module}.{fn.__name__}" not in gin.config._REGISTRY:  # noqa: SLF001
-        gin.external_configurable(fn, name=fn.__name__, module=module, denylist=["progress"])
+        gin.external_configurable(fn, name=fn.__name__, module=module)
     parse_gin(files, bindings, paths)
     return call_configurable(f"{module}.{fn.__name__}")
 

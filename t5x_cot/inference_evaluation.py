@@ -182,7 +182,7 @@ class InferenceEvaluator:
 
     def __init__(self, model_config: Any, dataset_cfg: Any, *, partitioner: Any = None, output_dir: str,
                  evaluator_cls: Any = None, decode_config: DecodeConfig | None = None) -> None:
-        seqio = data_pipeline._seqio()  # pylint: disable=protected-access
+        seqio = data_pipeline.import_seqio()
         self.model_config = getattr(model_config, "config", model_config)
         self.dataset_cfg = dataset_cfg
         self.partitioner = partitioner
@@ -312,10 +312,11 @@ class InferenceEvaluator:
 
 
 def extract_answer(text: str, answer_type: str) -> str | None:
-    """The answer of a generated text; `auto` (type unknown) tries yes/no, then a number."""
+    """The answer of a generated text; `auto` (type unknown) tries yes/no, a number, then an option letter."""
     if answer_type != AUTO:
         return answers.extract_answer(text, answer_type)
-    return answers.extract_answer(text, "yesno") or answers.extract_answer(text, "number")
+    return (answers.extract_answer(text, "yesno") or answers.extract_answer(text, "number")
+            or answers.extract_answer(text, "choice"))
 
 
 def prediction_fields(samples: Sequence[Generation], example: Mapping[str, Any],
@@ -338,6 +339,6 @@ def prediction_fields(samples: Sequence[Generation], example: Mapping[str, Any],
     if example.get("answer") is not None:
         gold = _text(example["answer"])
         if answer_type == AUTO:
-            answer_type = "yesno" if answers.normalize_yesno(gold) else "number"
+            answer_type = answers.answer_type_of(gold)
         fields.update(gold=gold, correct=answer is not None and answers.is_correct(answer, gold, answer_type))
     return fields

@@ -102,6 +102,27 @@ def write_text(path: PathLike, text: str) -> None:
         lambda p: p.write_text(text))
 
 
+def _append_remote(fs: Any, url: str, text: str) -> None:
+    # object stores (gs://) cannot append: rewrite the small file whole
+    _write_remote(fs, url, (_read_remote(fs, url) if fs.exists(url) else "") + text)
+
+
+def _append_epath(path: Any, text: str) -> None:
+    path.write_text((path.read_text() if path.exists() else "") + text)
+
+
+def _append_local(path: pathlib.Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def append_text(path: PathLike, text: str) -> None:
+    """Append to a small text file (a log); on object stores the file is rewritten whole."""
+    _on(path, lambda p: _append_local(p, text), lambda fs, url: _append_remote(fs, url, text),
+        lambda p: _append_epath(p, text))
+
+
 def read_text(path: PathLike) -> str:
     return _on(path, lambda p: p.read_text(encoding="utf-8"), _read_remote, lambda p: p.read_text())
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import pathlib
 import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
 import jax
 import numpy as np
+
+from t5x_cot import paths
 
 def device_peak_flops(device: Any = None) -> tuple[float | None, str]:
     """(dense bf16 peak FLOP/s of one device, where the number comes from), or (None, why not).
@@ -91,6 +92,10 @@ class TensorBoardWriter:
         self._writer.close()
 
 
+def _jsonl_line(step: int, values: Mapping[str, Any]) -> str:
+    return json.dumps({"step": int(step), **{k: float(v) for k, v in values.items()}}) + "\n"
+
+
 class MetricLogger:
     """Collects per-step device metrics; every `log_every` steps fetches, logs and summarises them.
 
@@ -113,11 +118,10 @@ class MetricLogger:
         self._run_start_step = start_step
         self.last: dict[str, float] = {}
         self._stream = stream
-        root = pathlib.Path(model_dir)
         if self.writes:
-            root.mkdir(parents=True, exist_ok=True)
-            self._jsonl = (root / "train_metrics.jsonl").open("a", encoding="utf-8")
-            self._tb = TensorBoardWriter(root / "train")
+            paths.makedirs(model_dir)
+            self._jsonl = paths.join(model_dir, "train_metrics.jsonl")
+            self._tb = TensorBoardWriter(paths.join(model_dir, "train"))
 
     def add(self, step: int, metrics: dict[str, jax.Array], real_tokens: int, padded_tokens: int,
             timed: bool = True) -> None:
@@ -155,9 +159,8 @@ class MetricLogger:
                     summary["mfu"] = achieved / (self.peak_flops * self.num_devices)
         self.last = summary
         if self.writes:
-            for step, values in zip(steps, fetched):
-                self._jsonl.write(json.dumps({"step": int(step), **{k: float(v) for k, v in values.items()}}) + "\n")
-            self._jsonl.flush()
+            paths.append_text(self._jsonl, "".join(_jsonl_line(int(step), values)
+                                                   for step, values in zip(steps, fetched)))
             self._tb.scalars(int(steps[-1]), summary)
             self._tb.flush()
             print(self.progress_line(int(steps[-1]), summary), file=self._stream, flush=True)
@@ -185,12 +188,14 @@ class MetricLogger:
             self._tb.flush()
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        """Scalars logged outside the step window (e.g. inference evaluation): TensorBoard and
+        one line of train_metrics.jsonl."""
         if self.writes:
+            paths.append_text(self._jsonl, _jsonl_line(step, values))
             self._tb.scalars(step, values)
             self._tb.flush()
 
     def close(self) -> None:
         self.flush()
         if self.writes:
-            self._jsonl.close()
             self._tb.close()

@@ -187,3 +187,10 @@ def test_adversarial_text_is_fast(answer_type: str) -> None:
         start = time.perf_counter()
         answers.extract_answer(text, answer_type)
         assert time.perf_counter() - start < 1.0, (text[:30], answer_type)
+
+
+@pytest.mark.parametrize("gold, expected", [("yes", "yesno"), ("No", "yesno"), ("18", "number"),
+                                            ("1,080", "number"), ("C", "choice"), ("(B)", "choice"),
+                                            ("unknown", "number")])
+def test_answer_type_of_gold(gold: str, expected: str) -> None:
+    assert answers.answer_type_of(gold) == expected

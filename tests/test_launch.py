@@ -31,7 +31,9 @@ def readme_launch_commands() -> list[list[str]]:
     """Every `python launch/...` command in the README's shell blocks (continuations joined)."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     found = []
-    for block in re.findall(r"```(?:bash|sh|shell)?\n(.*?)```", text, flags=re.S):
+    for language, block in re.findall(r"```([\w-]*)\n(.*?)```", text, flags=re.S):
+        if language not in ("", "bash", "sh", "shell"):
+            continue
         joined = block.replace("\\\n", " ")
         for line in joined.splitlines():
             words = shlex.split(line, comments=True)

@@ -30,13 +30,17 @@ def _flags(model_dir: pathlib.Path, task: str = "synthetic_copy", module: str = 
             "--gin.USE_CACHED_TASKS=False", "--gin.BATCH_SIZE=4", "--gin.train.stats_period=1"]
 
 
-def _steps(model_dir: pathlib.Path) -> list[int]:
-    lines = (model_dir / "train_metrics.jsonl").read_text().splitlines()
-    return [json.loads(line)["step"] for line in lines]
+def _all_metrics(model_dir: pathlib.Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (model_dir / "train_metrics.jsonl").read_text().splitlines()]
 
 
 def _metrics(model_dir: pathlib.Path) -> list[dict[str, float]]:
-    return [json.loads(line) for line in (model_dir / "train_metrics.jsonl").read_text().splitlines()]
+    """The train-step lines (evaluation lines carry `eval/...` / `inference_eval/...` keys)."""
+    return [record for record in _all_metrics(model_dir) if "loss" in record]
+
+
+def _steps(model_dir: pathlib.Path) -> list[int]:
+    return [record["step"] for record in _metrics(model_dir)]
 
 
 def _fixture_params(data_dir: pathlib.Path) -> dict:
@@ -162,6 +166,8 @@ def test_inference_evaluation_during_training_logs_answer_accuracy(data_dir: pat
     accuracy = [tag for tag in tags if tag.startswith("inference_eval/coinflip_gold_cot/") and "accuracy" in tag]
     assert accuracy, sorted(tags)
     assert all(0.0 <= tags[tag] <= 100.0 for tag in accuracy)
+    logged = [r for r in _all_metrics(model_dir) if any(k.startswith("inference_eval/") for k in r)]
+    assert [r["step"] for r in logged] == [2] and all(tag in logged[0] for tag in accuracy)  # and in the jsonl
     written = sorted(path.name for path in (model_dir / "inference_eval").iterdir())
     predictions = [name for name in written if name.startswith("coinflip_gold_cot-") and "metrics" not in name]
     assert predictions, written

@@ -155,8 +155,7 @@ def train_and_evaluate(task: data_lib.DemoTask, settings: Settings, prepared: Pr
             eval_dir = eval_dirs[student] = out / f"seed{seed}" / "eval" / student
             with timer(f"evaluate {student}"):
                 by_task = train.evaluate_student(
-                    model_dir, prepared.test_tasks, eval_dir, prepared.vocabulary,
-                    prepared.eval_lengths, min(settings.eval_batch, settings.num_test),
+                    model_dir, prepared.test_tasks, eval_dir, prepared.eval_lengths, min(settings.eval_batch, settings.num_test),
                     use_calculator=student == "cot_calculator")
                 report.annotate_metrics(eval_dir, task, size_of)
             metrics[student] = {size_of[name]: m for name, m in by_task.items()}

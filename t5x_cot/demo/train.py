@@ -28,7 +28,7 @@ def train_student(task_name: str, model_dir: pathlib.Path, steps: int, batch_siz
 
 
 def evaluate_student(model_dir: pathlib.Path, task_names: Sequence[str], out_dir: pathlib.Path,
-                     vocabulary: Any, lengths: Mapping[str, int], batch_size: int,
+                     lengths: Mapping[str, int], batch_size: int,
                      use_calculator: bool = False) -> dict[str, dict[str, Any]]:
     """Greedy-decode every test task with the checkpoint in `model_dir` (the calculator
     completing each `<<expr=` when `use_calculator`); returns {task: metrics}."""
@@ -41,4 +41,4 @@ def evaluate_student(model_dir: pathlib.Path, task_names: Sequence[str], out_dir
                           use_calculator=use_calculator)
     return eval_lib.evaluate_tasks(config, params, task_names, decode_config=decode,
                                    batch_size=batch_size, input_length=lengths["inputs"],
-                                   output_dir=out_dir, vocabulary=vocabulary, progress=False)
+                                   output_dir=out_dir)

@@ -82,7 +82,7 @@ def _has_metrics(dataset_cfg: Any) -> bool:
     """Whether a task of the dataset has metric functions for its split (T5X skips infer-eval otherwise)."""
     from t5x_cot import data_pipeline
 
-    seqio = data_pipeline._seqio()  # noqa: SLF001 - the one place seqio is imported
+    seqio = data_pipeline.import_seqio()
     provider = data_pipeline.get_task(dataclasses.replace(dataset_cfg, use_cached=False))
     found = any(task.metric_fns and dataset_cfg.split in task.splits for task in seqio.get_subtasks(provider))
     if not found:
