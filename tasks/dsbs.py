@@ -111,7 +111,7 @@ def register_dsbs(base_task_name: str, *,
                                      base.source.splits),
             output_features=base.output_features,
             preprocessors=task_preprocessors(task_name),
-            postprocess_fn=base.postprocess_fn,
+            postprocess_fn=base.postprocessor,
             metric_fns=metric_fns)
     if replace or name not in seqio.MixtureRegistry.names():
         seqio.MixtureRegistry.remove(name)

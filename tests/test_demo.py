@@ -1,5 +1,6 @@
 """`t5x-cot demo --quick` end to end (data, teacher and filter, vocabulary, tasks, training,
-decoding with and without the calculator, report), and the demo's own pieces."""
+decoding with and without the calculator, report), also with `--objective dsbs`, and the
+demo's own pieces."""
 from __future__ import annotations
 
 import contextlib
@@ -26,6 +27,16 @@ def quick_run(tmp_path_factory):
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         status = cli.main(["demo", "--quick", "--seeds", "2", "--out", str(out)])
+    return status, out, stdout.getvalue()
+
+
+@pytest.fixture(scope="module")
+def quick_dsbs_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo_dsbs")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        status = cli.main(["demo", "--quick", "--objective", "dsbs", "--seeds", "1",
+                           "--out", str(out)])
     return status, out, stdout.getvalue()
 
 
@@ -82,6 +93,40 @@ def test_quick_demo_teacher_filter_and_predictions(quick_run):
     assert all({"question", "rationale", "answer", "gold", "correct"} <= set(p) for p in lines)
     questions = {p["question"] for p in lines}
     assert not questions & {r["question"] for r in records}  # no test question was trained on
+
+
+@pytest.mark.slow
+def test_quick_demo_dsbs_adds_the_label_task_student(quick_dsbs_run):
+    status, out, printed = quick_dsbs_run
+    assert status == 0
+    students = (*STUDENTS, "dsbs")
+    with open(out / "results.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["seed"]), r["student"], int(r["size"])) for r in rows] == [
+        (0, student, steps) for student in students for steps in STEPS]
+    assert {r["label"] for r in rows if r["student"] == "dsbs"} == {"DSbS (label task)"}
+    assert all(int(r["num_examples"]) == QUICK_TEST for r in rows)
+    table = (out / "results.md").read_text("utf-8")
+    for text in (table, printed):
+        assert "| DSbS (label task) |" in text and "| CoT |" in text
+        assert "DSbS (label task) vs answer only:" in text
+        assert "DSbS (label task) vs CoT:" in text
+        assert "DSbS (rationale task) (seed 0) rationales with every step right" in text
+    assert "objective dsbs" in table and "train dsbs" in printed
+
+    lines = [json.loads(line) for line in
+             (out / "predictions.jsonl").read_text("utf-8").splitlines()]
+    by_student = {s: [p for p in lines if p["student"] == s]
+                  for s in (*students, "dsbs_rationale")}
+    assert all(len(p) == len(STEPS) * QUICK_TEST for p in by_student.values())
+    prefixes = {"dsbs": ("[label] ", "gsm8k_demo_test_{}steps_dsbs_label"),
+                "dsbs_rationale": ("[rationale] ", "gsm8k_demo_test_{}steps_dsbs_rationale")}
+    for student, (prefix, task_name) in prefixes.items():
+        assert {p["task"] for p in by_student[student]} == {task_name.format(n) for n in STEPS}
+        assert all(p["question"].startswith(prefix) and {"id", "gold", "correct"} <= set(p)
+                   for p in by_student[student])
+    plain = {(p["id"], p["question"]) for p in by_student["cot"]}
+    assert {(p["id"], p["question"].removeprefix("[label] ")) for p in by_student["dsbs"]} == plain
 
 
 def test_problems_round_trip_through_their_text():
@@ -148,6 +193,21 @@ def test_tables_show_each_seed_and_the_mean_with_spread():
     assert report.ood_line(task, rows, "cot", "answer_only") == (
         "out of distribution the CoT student beats the answer only student (points: 5 steps "
         "+20.0)")
+
+
+def test_dsbs_objective_adds_one_student_and_its_gaps():
+    assert data.with_objective(data.ARITHMETIC, "cot") is data.ARITHMETIC
+    task = data.with_objective(data.ARITHMETIC, "dsbs")
+    assert list(task.students) == [*STUDENTS, "dsbs"]
+    metrics = {0: {s: {2: {"accuracy": a, "answer_found": 100.0, "num_examples": 10}}
+                   for s, a in zip(task.students, (10.0, 30.0, 90.0, 25.0))}}
+    rows = report.results_rows(task, metrics)
+    assert report.format_markdown(task, rows).splitlines()[-1] == "| DSbS (label task) | 25.0 |"
+    assert report.gap_lines(task, rows)[-2:] == [
+        "DSbS (label task) vs answer only: +15.0 points in distribution",
+        "DSbS (label task) vs CoT: -5.0 points in distribution"]
+    with pytest.raises(ValueError, match="objective 'rationale'"):
+        data.with_objective(data.ARITHMETIC, "rationale")
 
 
 def test_coinflip_task_keeps_the_papers_setting():

@@ -1,6 +1,7 @@
 """`t5x-cot demo`: chain-of-thought distillation end to end on a CPU, stage by stage.
 
-    t5x-cot demo [--task arithmetic|coinflip] [--seeds 2] [--out demo_out] [--quick]
+    t5x-cot demo [--task arithmetic|coinflip] [--objective cot|dsbs] [--seeds 2]
+                 [--out demo_out] [--quick]
 
 One module per stage, each calling the entry points a user calls:
 
@@ -10,12 +11,18 @@ One module per stage, each calling the entry points a user calls:
 2. `teacher`: a symbolic teacher writes a rationale for every training question, 10% of
    them deliberately wrong; the project's answer filter drops those.
 3. `vocab`: a small SentencePiece model trained on the generated text (`<<`, `=`, `>>`
-   atomic, digits split).
-4. `tasks`: SeqIO tasks for the CoT targets, the answer-only targets and each test set.
+   atomic, digits split; with `--objective dsbs` also `[label]` and `[rationale]`, so every
+   student of that run shares one vocabulary).
+4. `tasks`: SeqIO tasks for the CoT targets, the answer-only targets and each test set;
+   `--objective dsbs` adds distilling step-by-step (`t5x_cot.tasks.dsbs`): the mixture of
+   `[label] q -> The answer is <answer>.` and `[rationale] q -> <rationale>` over the same
+   filtered CoT rows (rationale weight 1), and the label and rationale task of each test set.
 5. `train`: small T5 1.1 students from scratch with the project's gin trainer
    (gin/runs/demo.gin), one per seed: CoT on `<rationale> The answer is <answer>.`, the
    baseline on `The answer is <answer>.`; then greedy decoding of every test set, the CoT
-   student also with the calculator in the loop (the paper's GSM8K columns).
+   student also with the calculator in the loop (the paper's GSM8K columns); the DSbS student
+   (with `--objective dsbs`, same steps and batch) on its label tasks for the table and on
+   its rationale tasks for inspection.
 6. `report`: per-seed tables and the mean ± half range over seeds, printed and written to
    `results.md` / `results.csv`, the plot `accuracy_vs_<steps|people>.png` with error bars
    and `predictions.jsonl`.

@@ -48,6 +48,19 @@ COINFLIP = DemoTask(
     name="coinflip", dataset="coinflip", unit="people", train_sizes=(2,), test_sizes=(2, 3, 4),
     students={"answer_only": "answer only", "cot": "CoT (trace rationale)"})
 TASKS = {task.name: task for task in (ARITHMETIC, COINFLIP)}
+OBJECTIVES = ("cot", "dsbs")
+DSBS_LABEL = "DSbS (label task)"
+DSBS_RATIONALE_LABEL = "DSbS (rationale task)"
+
+
+def with_objective(task: DemoTask, objective: str) -> DemoTask:
+    """The task's students for `objective`: `cot` as they are; `dsbs` adds the distilling
+    step-by-step student (`dsbs`), scored on its label task."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
+    if objective == "cot":
+        return task
+    return dataclasses.replace(task, students={**task.students, "dsbs": DSBS_LABEL})
 
 
 @dataclasses.dataclass

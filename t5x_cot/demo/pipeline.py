@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps of each student (default "
                              f"{FULL['arithmetic'].steps}; --quick: {QUICK.steps})")
+    parser.add_argument("--objective", choices=data_lib.OBJECTIVES, default="cot",
+                        help="cot: the answer-only and CoT students (default); dsbs: also a "
+                             "distilling step-by-step student (label and rationale tasks of "
+                             "the same CoT rows, rationale weight 1), scored on its label task")
     parser.add_argument("--seeds", type=int, default=2,
                         help="train every student with seeds 0..N-1; cells show mean ± half range")
 
@@ -76,15 +80,47 @@ def _round_up(value: int, multiple: int = 8) -> int:
 
 
 @dataclasses.dataclass
-class Prepared:
-    """Everything the students share: rows by training task, test tasks, vocabulary."""
+class TestSet:
+    """Test tasks one student is decoded on: {task: size}, gold targets {task: {id: target}}
+    and the decode lengths."""
 
-    train_rows: dict[str, Sequence[Mapping[str, str]]]
-    test_rows: dict[int, list[Mapping[str, str]]]
-    test_tasks: list[str]
+    sizes: dict[str, int]
+    gold: dict[str, dict[str, str]]
+    lengths: dict[str, int]
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything the students share: the training task (or mixture) and feature lengths of
+    each trained student, the test set of each decoded one, the vocabulary."""
+
+    train_tasks: dict[str, str]
+    train_lengths: dict[str, dict[str, int]]
+    tests: dict[str, TestSet]
     vocabulary: Any
     model_vocab: int
-    eval_lengths: dict[str, int]
+
+
+# The students decoded from each trained one: the CoT student also with the calculator (when
+# the task has that column), the DSbS student on its label tasks and, for inspection, on its
+# rationale tasks.
+DECODED = {"cot": ("cot", "cot_calculator"), "dsbs": ("dsbs", "dsbs_rationale")}
+RATIONALE_FREE = ("answer_only", "dsbs")  # decoded students whose outputs hold no rationale
+
+
+def _lengths(rows: Sequence[Mapping[str, str]], vocabulary: Any, margin: int = 0
+             ) -> dict[str, int]:
+    from t5x_cot.demo import tasks as tasks_lib
+    return {k: _round_up(v) + margin for k, v in tasks_lib.max_lengths(rows, vocabulary).items()}
+
+
+def _test_set(names: Sequence[str], rows_by_size: Mapping[int, Sequence[Mapping[str, str]]],
+              vocabulary: Any) -> TestSet:
+    sizes = dict(zip(names, rows_by_size))
+    gold = {name: {r["id"]: r["targets"] for r in rows_by_size[size]}
+            for name, size in sizes.items()}
+    return TestSet(sizes, gold, _lengths([r for rows in rows_by_size.values() for r in rows],
+                                         vocabulary, margin=8))
 
 
 def prepare(task: data_lib.DemoTask, settings: Settings, out: pathlib.Path,
@@ -94,7 +130,7 @@ def prepare(task: data_lib.DemoTask, settings: Settings, out: pathlib.Path,
 
     from t5x_cot.demo import tasks as tasks_lib
     from t5x_cot.demo import teacher, vocab
-    from t5x_cot.tasks import sources
+    from t5x_cot.tasks import dsbs, sources
 
     with timer("data"):
         data = data_lib.make_data(task, settings.num_train, settings.num_test)
@@ -104,61 +140,72 @@ def prepare(task: data_lib.DemoTask, settings: Settings, out: pathlib.Path,
     with timer("teacher"):
         records_path = out / "cot" / f"{task.dataset}.jsonl"
         summary = teacher.run_teacher(task, data.train, records_path)
+    with_dsbs = "dsbs" in task.students
     with timer("vocabulary"):
         train_rows = {"cot": sources.record_rows(task.dataset, records_path),
                       "answer_only": [tasks_lib.example_row(e, "") for e in data.train]}
         test_rows = {size: [tasks_lib.example_row(e, data_lib.gold_rationale(task, e))
                             for e in examples] for size, examples in data.tests.items()}
-        test_inputs = [row["inputs"] for rows in test_rows.values() for row in rows]
+        test_inputs = [row["inputs"] for rows in test_rows.values()
+                       for row in (tasks_lib.dsbs_rows(rows) if with_dsbs else rows)]
+        prefixes = (dsbs.LABEL_PREFIX.strip(), dsbs.RATIONALE_PREFIX.strip()) if with_dsbs else ()
         path = vocab.train_sentencepiece(
             [text for rows in train_rows.values() for row in rows
              for text in (row["inputs"], row["targets"])],
-            out / "vocab", must_spell=test_inputs)
+            out / "vocab", must_spell=test_inputs,
+            atomic_symbols=vocab.ATOMIC_SYMBOLS + prefixes)
         vocabulary = seqio.SentencePieceVocabulary(str(path), extra_ids=0)
         model_vocab = vocab.padded_size(vocabulary.vocab_size)
         print(f"{path}: {vocabulary.vocab_size} pieces (model vocabulary {model_vocab})")
     with timer("tasks"):
         test_tasks = tasks_lib.register_tasks(task, train_rows, test_rows, vocabulary)
-        all_tests = [row for rows in test_rows.values() for row in rows]
-        eval_lengths = {k: _round_up(v) + 8
-                        for k, v in tasks_lib.max_lengths(all_tests, vocabulary).items()}
-        print("tasks: " + ", ".join(f"{tasks_lib.train_task_name(task, s)} ({len(r)})"
-                                    for s, r in train_rows.items()) + ", " + ", ".join(test_tasks))
-    return Prepared(train_rows, test_rows, test_tasks, vocabulary, model_vocab,
-                    eval_lengths), summary
+        plain = _test_set(test_tasks, test_rows, vocabulary)
+        train_tasks = {s: tasks_lib.train_task_name(task, s) for s in ("answer_only", "cot")}
+        train_lengths = {s: _lengths(train_rows[s], vocabulary) for s in train_tasks}
+        tests = {student: plain for student in task.students if student != "dsbs"}
+        if with_dsbs:
+            train_tasks["dsbs"], label_tasks, rationale_tasks = tasks_lib.register_dsbs_tasks(
+                task, test_tasks)
+            train_lengths["dsbs"] = _lengths(tasks_lib.dsbs_rows(train_rows["cot"]), vocabulary)
+            tests["dsbs"] = _test_set(label_tasks, {size: dsbs.label_rows(rows) for size, rows
+                                                    in test_rows.items()}, vocabulary)
+            tests["dsbs_rationale"] = _test_set(
+                rationale_tasks, {size: dsbs.rationale_rows(rows)
+                                  for size, rows in test_rows.items()}, vocabulary)
+        print("tasks: " + ", ".join(f"{name} ({student})" for student, name in train_tasks.items())
+              + ", " + ", ".join(dict.fromkeys(n for t in tests.values() for n in t.sizes)))
+    return Prepared(train_tasks, train_lengths, tests, vocabulary, model_vocab), summary
 
 
 def train_and_evaluate(task: data_lib.DemoTask, settings: Settings, prepared: Prepared,
                        seed: int, out: pathlib.Path, timer: StageTimer
                        ) -> tuple[dict[str, dict[int, Any]], dict[str, pathlib.Path]]:
-    """Train the CoT and answer-only students with `seed` and decode every test set (the CoT
-    student twice when the task has the calculator column); returns metrics and eval dirs."""
+    """Train every student with `seed` and decode its test sets (the students of `DECODED`
+    for the CoT and DSbS ones); returns the metrics of the table's students and every
+    eval dir."""
     from t5x_cot.demo import report
-    from t5x_cot.demo import tasks as tasks_lib
     from t5x_cot.demo import train
 
-    size_of = dict(zip(prepared.test_tasks, prepared.test_rows))
     metrics: dict[str, dict[int, Any]] = {}
     eval_dirs: dict[str, pathlib.Path] = {}
-    for trained in ("answer_only", "cot"):
+    for trained, task_name in prepared.train_tasks.items():
         model_dir = out / f"seed{seed}" / "models" / trained
         with timer(f"train {trained}"):
-            rows = prepared.train_rows[trained]
-            lengths = {k: _round_up(v) for k, v in tasks_lib.max_lengths(
-                rows, prepared.vocabulary).items()}
-            train.train_student(tasks_lib.train_task_name(task, trained), model_dir,
-                                settings.steps, settings.batch_size, lengths,
-                                prepared.model_vocab, seed)
-        decoded = [trained] + (["cot_calculator"] if trained == "cot" and
-                               "cot_calculator" in task.students else [])
-        for student in decoded:
+            train.train_student(task_name, model_dir, settings.steps, settings.batch_size,
+                                prepared.train_lengths[trained], prepared.model_vocab, seed)
+        for student in DECODED.get(trained, (trained,)):
+            if student not in prepared.tests:
+                continue
+            test = prepared.tests[student]
             eval_dir = eval_dirs[student] = out / f"seed{seed}" / "eval" / student
             with timer(f"evaluate {student}"):
                 by_task = train.evaluate_student(
-                    model_dir, prepared.test_tasks, eval_dir, prepared.eval_lengths, min(settings.eval_batch, settings.num_test),
+                    model_dir, list(test.sizes), eval_dir, test.lengths,
+                    min(settings.eval_batch, settings.num_test),
                     use_calculator=student == "cot_calculator")
-                report.annotate_metrics(eval_dir, task, size_of)
-            metrics[student] = {size_of[name]: m for name, m in by_task.items()}
+                report.annotate_metrics(eval_dir, task, test.sizes)
+            if student in task.students:
+                metrics[student] = {test.sizes[name]: m for name, m in by_task.items()}
     return metrics, eval_dirs
 
 
@@ -167,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from t5x_cot.demo import report, teacher
 
-    task = data_lib.TASKS[args.task]
+    task = data_lib.with_objective(data_lib.TASKS[args.task], args.objective)
     settings = QUICK if args.quick else FULL[task.name]
     if args.steps is not None:
         settings = dataclasses.replace(settings, steps=args.steps)
@@ -189,19 +236,19 @@ def run(args: argparse.Namespace) -> int:
 
     with timer("report"):
         rows = report.results_rows(task, metrics)
-        size_of = dict(zip(prepared.test_tasks, prepared.test_rows))
-        gold = {name: {r["id"]: r["targets"] for r in prepared.test_rows[size]}
-                for name, size in size_of.items()}
         findings = [f"teacher: {teacher.teacher_line(summary)}", *report.gap_lines(task, rows),
-                    report.ood_line(task, rows, "cot", "answer_only")]
-        for student in task.students:
-            if student != "answer_only":
-                exact = report.exact_rationales(eval_dirs[0, student], gold, size_of)
-                findings.append(report.exact_line(task.students[student] + " (seed 0)", exact,
+                    *(report.ood_line(task, rows, student, "answer_only")
+                      for student in ("cot", "dsbs") if student in task.students)]
+        labels = {**task.students, "dsbs_rationale": data_lib.DSBS_RATIONALE_LABEL}
+        for student, test in prepared.tests.items():
+            if student not in RATIONALE_FREE:
+                exact = report.exact_rationales(eval_dirs[0, student], test.gold, test.sizes)
+                findings.append(report.exact_line(labels[student] + " (seed 0)", exact,
                                                   task.unit))
         findings.append(timer.summary())
         report.write_outputs(out, task, rows, findings,
-                             {**dataclasses.asdict(settings), "seeds": args.seeds}, eval_dirs)
+                             {**dataclasses.asdict(settings), "seeds": args.seeds,
+                              "objective": args.objective}, eval_dirs)
     print("\n" + report.format_markdown(task, rows) + "\n")
     print("\n".join(findings[:-1]))
     print(timer.summary() + f"; whole run {time.perf_counter() - start:.0f} s wall")

@@ -81,7 +81,8 @@ def gap_lines(task: DemoTask, rows: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = ["in distribution (mean over seeds and " + task.unit + " "
              + "/".join(str(s) for s in task.train_sizes) + "): "
              + ", ".join(f"{task.students[s]} {m:.1f}" for s, m in means.items())]
-    pairs = [("cot", "answer_only"), ("cot_calculator", "cot"), ("cot_calculator", "answer_only")]
+    pairs = [("cot", "answer_only"), ("cot_calculator", "cot"), ("cot_calculator", "answer_only"),
+             ("dsbs", "answer_only"), ("dsbs", "cot")]
     for student, baseline in pairs:
         if student in means:
             lines.append(f"{task.students[student]} vs {task.students[baseline]}: "

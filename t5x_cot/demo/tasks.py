@@ -2,8 +2,9 @@
 
 Built from the project's task machinery (`RowSource`, the dataset's metrics and answer
 postprocessor); names start with the dataset (`gsm8k_demo_...`, `coinflip_demo_...`) so
-evaluation scores them with that dataset's answer grammar. Registering again (a second demo
-run in one process) replaces the previous tasks.
+evaluation scores them with that dataset's answer grammar. With `--objective dsbs` the
+distilling step-by-step tasks (`t5x_cot.tasks.dsbs`) are derived from these. Registering
+again (a second demo run in one process) replaces the previous tasks.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import seqio
 from t5x_cot import answers
 from t5x_cot.data import Example
 from t5x_cot.demo.data import DemoTask
-from t5x_cot.tasks import metrics, sources
+from t5x_cot.tasks import dsbs, metrics, sources
 
 
 def train_task_name(task: DemoTask, student: str) -> str:
@@ -40,6 +41,12 @@ def _rows(rows: Sequence[sources.Row], split: str) -> Sequence[sources.Row]:
     return rows
 
 
+def _preprocessors(name: str) -> list:
+    del name  # the same chain for every task
+    return [seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+            seqio.preprocessors.append_eos_after_trim]
+
+
 def _register(name: str, dataset: str, split: str, rows: Sequence[sources.Row],
               vocabulary: seqio.Vocabulary) -> None:
     seqio.TaskRegistry.remove(name)
@@ -49,8 +56,7 @@ def _register(name: str, dataset: str, split: str, rows: Sequence[sources.Row],
         name,
         source=sources.RowSource(functools.partial(_rows, tuple(rows)), (split,)),
         output_features=features,
-        preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-                       seqio.preprocessors.append_eos_after_trim],
+        preprocessors=_preprocessors(name),
         postprocess_fn=functools.partial(metrics.postprocess,
                                          answer_type=answers.ANSWER_TYPES[dataset],
                                          vocabulary=vocabulary),
@@ -67,6 +73,24 @@ def register_tasks(task: DemoTask, train_rows: Mapping[str, Sequence[sources.Row
     for size, rows in test_rows.items():
         _register(test_task_name(task, size), task.dataset, "test", rows, vocabulary)
     return [test_task_name(task, size) for size in test_rows]
+
+
+def register_dsbs_tasks(task: DemoTask, test_tasks: Sequence[str]
+                        ) -> tuple[str, list[str], list[str]]:
+    """Distilling step-by-step over the registered demo tasks: the mixture of the label and
+    rationale tasks of the CoT training rows (rationale rate λ from gin, default 1) and the
+    label and rationale task of each test task. Returns (training mixture, label test tasks,
+    rationale test tasks), the test tasks in the order of `test_tasks`."""
+    register = functools.partial(dsbs.register_dsbs, task_preprocessors=_preprocessors,
+                                 replace=True)
+    mixture = register(train_task_name(task, "cot"))
+    tests = [register(name) for name in test_tasks]
+    return mixture, [f"{name}_label" for name in tests], [f"{name}_rationale" for name in tests]
+
+
+def dsbs_rows(rows: Sequence[sources.Row]) -> list[sources.Row]:
+    """The label and the rationale row of each CoT row (`[label] q`, `[rationale] q`)."""
+    return dsbs.label_rows(rows) + dsbs.rationale_rows(rows)
 
 
 def max_lengths(rows: Sequence[sources.Row], vocabulary: seqio.Vocabulary) -> dict[str, int]:
