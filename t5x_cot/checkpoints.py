@@ -32,6 +32,10 @@ _STEP_DIR = re.compile(rf"^{STEP_PREFIX}_(\d+)$")
 RUNTIME_FIELDS = frozenset({"dtype", "dropout_rate", "remat_policy", "float32_attention_logits"})
 
 
+RESTORE_MODES = ("specific", "latest", "all")
+"""What RestoreCheckpointConfig.mode selects: that checkpoint, the newest in a dir, every one in it."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint that is missing, malformed, or does not match the run."""
 

@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from t5x_cot import answers, gin_utils, paths
+from t5x_cot.checkpoints import RESTORE_MODES
 from t5x_cot.decoding.predict import DecodeConfig
 
 gin = gin_utils.gin
@@ -43,7 +44,6 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 RUN_INFO_FILE = "run_info.json"
 INFERENCE_EVAL_DIR = "inference_eval"
-RESTORE_MODES = ("specific", "latest", "all")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -268,7 +268,8 @@ def _write_atomically(path: str, text: str) -> None:
 
 def _predict_records(predictor: Any, vocabulary: Any, batch_size: int,
                      answer_type: Callable[[Mapping[str, Any]], str | None]) -> Callable[[list[Example]], list[dict]]:
-    from t5x_cot.inference_evaluation import generate_from_tokens, prediction_fields  # pylint: disable=import-outside-toplevel
+    from t5x_cot.decoding.generate import generate_from_tokens  # pylint: disable=import-outside-toplevel
+    from t5x_cot.inference_evaluation import prediction_fields  # pylint: disable=import-outside-toplevel
 
     def infer_chunk(chunk: list[Example]) -> list[dict[str, Any]]:
         outputs = generate_from_tokens(predictor, [row for _, row, _ in chunk], lambda ids: vocabulary.decode(ids),

@@ -27,9 +27,8 @@ import numpy as np
 from t5x_cot import answers, data_pipeline, paths
 from t5x_cot.decoding import self_consistency
 from t5x_cot.decoding.codec import SentencePieceCodec
-from t5x_cot.decoding.generate import Generation
+from t5x_cot.decoding.generate import Generation, generate_from_tokens
 from t5x_cot.decoding.predict import DecodeConfig, Predictor, pad_batch
-from t5x_cot.decoding.sampling import trim
 from t5x_cot.decoding.state import EOS_ID
 
 logger = logging.getLogger("t5x_cot.inference_evaluation")
@@ -65,31 +64,6 @@ def _float_metrics(values: Mapping[str, Any]) -> dict[str, float]:
         if isinstance(value, (int, float, np.number)) or (isinstance(value, np.ndarray) and value.size == 1):
             out[name] = float(value)
     return out
-
-
-def generate_from_tokens(predictor: Predictor, rows: Sequence[np.ndarray], decode_text: Callable[[list[int]], str],
-                         *, batch_size: int, num_samples: int = 1) -> list[list[tuple[list[int], Generation]]]:
-    """`num_samples` generations (token ids and decoded text) for each encoder input row.
-
-    Batches are padded to `batch_size` rows (rounded up to the data-parallel size), so one
-    compiled loop serves every call; batch i draws from `fold_in(PRNGKey(seed), i)`.
-    """
-    multiple = predictor.batch_multiple
-    batch_size = -(-batch_size // multiple) * multiple
-    length = max((len(r) for r in rows), default=1)
-    expanded = [(i, row) for i, row in enumerate(rows) for _ in range(num_samples)]
-    results: list[list[tuple[list[int], Generation]]] = [[] for _ in rows]
-    seed = jax.random.PRNGKey(predictor.decode_config.seed)
-    for index, start in enumerate(range(0, len(expanded), batch_size)):
-        chunk = expanded[start:start + batch_size]
-        tokens = pad_batch([row for _, row in chunk], batch_size, length)
-        output = predictor.predict_batch(tokens, jax.random.fold_in(seed, index))
-        for offset, (i, _) in enumerate(chunk):
-            ids = trim(output.tokens[offset], EOS_ID)
-            results[i].append((ids, Generation(
-                text=decode_text(ids), num_tokens=len(ids), score=float(output.scores[offset]),
-                calculator_calls=tuple(output.calculator_calls.get(offset, ())))))
-    return results
 
 
 def padded_prediction(ids: Sequence[int], length: int) -> np.ndarray:

@@ -6,7 +6,8 @@ import pytest
 
 from t5x_cot.decoding import self_consistency
 from t5x_cot.decoding.codec import SentencePieceCodec
-from t5x_cot.decoding.generate import generate
+from t5x_cot.decoding.generate import generate_from_tokens
+from t5x_cot.decoding.state import EOS_ID
 from t5x_cot.decoding.predict import DecodeConfig, Predictor
 from t5x_cot.partitioning import Partitioner
 
@@ -55,9 +56,9 @@ def _samples(sampler, seed: int) -> list[list[str]]:
                           topk=TOP_K, seed=seed, num_samples=4)
     # a partitioner as eval.gin's, so the compiled loop is the one the eval tests use too
     predictor = Predictor(config, params, decode, Partitioner(), codec)
-    out = generate(predictor, codec, ["Is it?", "What is 2+2?"],
-                   batch_size=BATCH_SIZE, input_length=INPUT_LENGTH, num_samples=4)
-    return [[g.text for g in gens] for gens in out]
+    rows = [codec.encode(text)[:INPUT_LENGTH - 1] + [EOS_ID] for text in ["Is it?", "What is 2+2?"]]
+    out = generate_from_tokens(predictor, rows, codec.decode, batch_size=BATCH_SIZE, num_samples=4)
+    return [[g.text for _, g in gens] for gens in out]
 
 
 def test_same_seed_gives_same_samples(sampler):

@@ -8,9 +8,9 @@ from typing import Any
 import jax.numpy as jnp
 
 from t5x_cot import data_pipeline, optimizers
+from t5x_cot.checkpoints import RESTORE_MODES
 from t5x_cot.t5x_compat import UnsupportedT5XFeature
 
-RESTORE_MODES = ("specific", "latest", "all")
 
 
 @dataclasses.dataclass(frozen=True)
