@@ -4,6 +4,8 @@
 so XLA's thread pool (sized from the affinity mask) and PyTorch (`torch.set_num_threads`)
 use the same number of threads. `alternate` then times the sides in turns, A B A B ...,
 so a neighbour's load hits both alike; the ratio is reported per round as median (min–max).
+Importing this module imports `t5x_cot`, whose malloc setting (`t5x_cot.host_memory`: freed
+host memory reused, not page-faulted in again) then holds for both sides alike.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from t5x_cot import host_memory
 
 
 def pin_threads(threads: int | None) -> int:
@@ -25,7 +29,8 @@ def pin_threads(threads: int | None) -> int:
 
 def thread_report() -> dict[str, Any]:
     """Threads each side computes with: XLA's CPU pool follows the affinity mask; torch's own."""
-    report: dict[str, Any] = {"cores": len(os.sched_getaffinity(0)), "xla_intra_op_threads": len(os.sched_getaffinity(0))}
+    report: dict[str, Any] = {"cores": len(os.sched_getaffinity(0)), "xla_intra_op_threads": len(os.sched_getaffinity(0)),
+                              "host_malloc": host_memory.status}
     try:
         import torch  # pylint: disable=import-outside-toplevel
     except ImportError:
@@ -47,9 +52,11 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def alternate(sides: Mapping[str, Callable[[], Any]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each side, `rounds` times in turns (after `warmup` untimed calls each)."""
-    for fn in sides.values():
-        for _ in range(warmup):
+    """Seconds per call of each side, `rounds` times in turns, after `warmup` untimed rounds also
+    in turns (so compilation, and the host memory each side first claims after the other has
+    run, fall outside the timing)."""
+    for _ in range(warmup):
+        for fn in sides.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(rounds):

@@ -3,7 +3,7 @@
 Same model shape (default T5 1.1 Small), same batch (default 8 x inputs 512 / targets 256,
 no padding), same optimizer family (Adafactor with T5X's settings on both sides:
 transformers' Adafactor with scale_parameter, no relative step, clip 1.0, decay -0.8, lr 1e-3).
-After `--warmup` untimed steps each, the two sides run in turns (`--steps` steps of ours,
+After `--warmup` untimed alternated rounds, the two sides run in turns (`--steps` steps of ours,
 then of HF, `--rounds` times) on the same cores (`--threads`); prints steps/s and tokens/s of
 each, the median JAX/HF ratio with its min–max, both thread counts, and each side's achieved
 FLOP/s against a float32 matmul measured on the same device (CPU), or MFU against the
@@ -11,7 +11,7 @@ spec-sheet dense bf16 peak (GPU/TPU; "MFU n/a" on a CPU). JAX uses its default d
 uses CUDA when available. FLOPs come from `t5x_cot.model.flops` for both (the explicit
 encoder-decoder count, not 6*N*tokens).
 
-    python bench/train_step.py                         # CPU: float32, 3 alternated rounds of 1 step
+    python bench/train_step.py                         # CPU: float32, 2 + 3 alternated rounds of 1 step
     python bench/train_step.py --steps 10 --warmup 3   # on a GPU: bfloat16 autocast / activations
 """
 from __future__ import annotations
@@ -36,7 +36,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--inputs_length", type=int, default=512)
     parser.add_argument("--targets_length", type=int, default=256)
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps (compilation) per framework")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed alternated rounds (compilation, first host allocations)")
     parser.add_argument("--steps", type=int, default=1, help="steps per timed turn")
     parser.add_argument("--rounds", type=int, default=3, help="timed turns per framework (alternated)")
     parser.add_argument("--threads", type=int, default=None, help="cores for both sides (default: all)")

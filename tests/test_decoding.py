@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from t5x_cot.decoding import beam, sampling
+from t5x_cot.model.layers import argmax_last
 from t5x_cot.decoding.state import EOS_ID
 
 VOCAB = 7
@@ -146,3 +147,21 @@ def test_wide_beam_finds_best_finished_sequence(alpha):
     got = sampling.trim(seqs[0, 0]) + [EOS_ID]
     assert got == best
     assert float(scores[0, 0]) == pytest.approx(_score(table, best, alpha), rel=1e-5)
+
+
+def test_beam_reorder_moves_self_attention_cache_and_keeps_cross_attention_cache():
+    """Beams move within their example, so the cross-attention keys/values (equal for every beam
+    of an example) are left in place while the self-attention cache follows its beam."""
+    rows = jnp.arange(4, dtype=jnp.float32)[:, None] * jnp.ones((4, 3))  # [B * K = 2 * 2, 3]
+    cache = {"decoder": {"layers_0": {"self_attention": {"cached_key": rows, "cache_index": jnp.int32(2)},
+                                      "encoder_decoder_attention": {"cached_key": rows}}}}
+    swapped = beam.gather_cache(cache, jnp.array([[1, 1], [1, 0]]), batch_size=2)["decoder"]["layers_0"]
+    np.testing.assert_array_equal(swapped["self_attention"]["cached_key"][:, 0], [1, 1, 3, 2])
+    assert swapped["self_attention"]["cache_index"] == 2
+    assert swapped["encoder_decoder_attention"]["cached_key"] is rows
+
+
+def test_greedy_argmax_takes_the_first_maximum_like_jnp_argmax():
+    logits = jnp.array([[0.0, 3.0, 3.0, 1.0], [-1.0, -2.0, -1.0, -5.0], [jnp.nan, 0.0, 1.0, 2.0]])
+    np.testing.assert_array_equal(argmax_last(logits[:2]), jnp.argmax(logits[:2], axis=-1))
+    assert 0 <= int(argmax_last(logits)[2]) < logits.shape[-1]

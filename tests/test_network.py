@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 
 import flax.serialization
 import gin
@@ -158,11 +159,11 @@ def test_incremental_decoding_equals_teacher_forcing(tiny_params, padded_batch, 
     encoded = Transformer(config).apply({"params": params}, enc, enable_dropout=False, method=Transformer.encode)
     cache = network.prefill_cache(config, params, encoded, enc, TARGET_LEN)
     layer = cache["decoder"]["layers" if scan else "layers_1"]
-    assert layer["self_attention"]["cached_key"].shape[-3:] == (TARGET_LEN, TINY.num_heads, TINY.head_dim)
+    assert layer["self_attention"]["cached_key"].shape[-3:] == (TINY.num_heads, TARGET_LEN, TINY.head_dim)
     assert not np.asarray(layer["self_attention"]["cached_key"]).any()
     assert int(jnp.max(layer["self_attention"]["cache_index"])) == 0
     cross = layer["encoder_decoder_attention"]
-    assert cross["cached_key"].shape[-3:] == (INPUT_LEN, TINY.num_heads, TINY.head_dim)
+    assert cross["cached_key"].shape[-3:] == (TINY.num_heads, INPUT_LEN, TINY.head_dim)
     assert set(cross) == {"cached_key", "cached_value"}  # computed once, never indexed
 
 
@@ -187,6 +188,42 @@ def test_decode_steps_read_cross_attention_keys_from_the_cache(tiny_params, padd
     jaxpr = str(jax.make_jaxpr(step)(tiny_params, cache))
     # per layer: self q,k,v,out + 2 attention, cross q,out + 2 attention (no k,v), 3 MLP; then logits
     assert jaxpr.count("dot_general") == 2 * (6 + 4 + 3) + 1
+
+
+def test_compiled_decode_loop_never_copies_or_transposes_the_cache(tiny_params):
+    """Keys/values stay where the step's dots read them: in the optimized HLO of the greedy loop's
+    body no transpose or copy produces an array with as many elements as a cache tensor (the
+    encoder and the prefill, outside the loop, may lay them out once)."""
+    from t5x_cot.decoding.predict import prefill_fn
+
+    batch, input_len, max_len = 3, 11, 13  # distinct sizes: any cache permutation is recognizable
+    config = dataclasses.replace(TINY, dropout_rate=0.0)
+    tokens = jnp.ones((batch, input_len), jnp.int32)
+
+    def decode(params, tokens):
+        step = model_tokens_to_logits(config, max_len, params, tokens)
+        return sampling.temperature_sample(prefill_fn(config, max_len)(params, tokens), step,
+                                           batch_size=batch, max_decode_len=max_len, eos_id=None)[0]
+
+    hlo = jax.jit(decode).lower(tiny_params, tokens).compile().as_text()
+    computations, name = {}, None
+    for line in hlo.splitlines():
+        header = re.match(r"(?:ENTRY )?%(\S+) .*\{$", line)
+        if header:
+            name = header[1]
+            computations[name] = []
+        elif name:
+            computations[name].append(line)
+    bodies = re.findall(r"body=%([\w.\-]+)", hlo)
+    assert bodies, "the decode loop did not compile to a while loop"
+    sizes = {batch * config.num_heads * n * config.head_dim for n in (input_len, max_len)}
+    offenders = []
+    for line in (line for body in bodies for line in computations[body]):
+        match = re.match(r"\s*(?:ROOT )?%(\S+) = f32\[([\d,]*)\]\S* (\w[\w-]*)\(", line)
+        if match and ("transpose" in match[1] or "copy" in match[1] or match[3] in ("transpose", "copy")):
+            if int(np.prod([int(d) for d in match[2].split(",") if d])) in sizes:
+                offenders.append(line.strip()[:160])
+    assert not offenders, offenders
 
 
 def test_scanned_and_remat_layers_equal_unrolled(tiny_params, padded_batch):

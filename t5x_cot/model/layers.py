@@ -53,6 +53,15 @@ def activation_fn(name: str) -> Callable[[Array], Array]:
     return _ACTIVATIONS[name]
 
 
+def argmax_last(logits: Array) -> Array:
+    """`jnp.argmax(logits, axis=-1)` (first index of the maximum) as two plain reductions, which
+    XLA vectorizes: its (value, index) pair reduction runs several times slower on a CPU."""
+    best = jnp.max(logits, axis=-1, keepdims=True)
+    ids = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+    first = jnp.min(jnp.where(logits == best, ids, logits.shape[-1]), axis=-1)
+    return jnp.minimum(first, logits.shape[-1] - 1)  # NaN rows: the last id, not out of range
+
+
 class Dense(nn.Module):
     """x @ kernel with a 2-D float32 kernel [in, out] (no bias), computed in `dtype`."""
 
@@ -190,14 +199,31 @@ def fused_attention(query: Array, key: Array, value: Array, bias: Array | None, 
     return jax.nn.dot_product_attention(query, key, value, bias=bias, scale=1.0, implementation=implementation)
 
 
+def to_head_major(x: Array) -> Array:
+    """[batch, length, heads, head_dim] -> [batch, heads, length, head_dim], the decode cache layout."""
+    return jnp.swapaxes(x, 1, 2)
+
+
+def attention_over_cache(query: Array, key: Array, value: Array, bias: Array | None) -> Array:
+    """softmax(q·kᵀ + bias)·v [batch, q, heads, head_dim] for keys/values kept head-major
+    [batch, heads, length, head_dim]: both dots read the cache in place (heads as a batch axis,
+    head_dim or length contracted), so a decode step never copies or transposes it."""
+    logits = jnp.einsum("bqnh,bnkh->bnqk", query, key, preferred_element_type=jnp.float32)
+    if bias is not None:
+        logits = logits + bias
+    weights = jax.nn.softmax(logits).astype(value.dtype)
+    return jnp.einsum("bnqk,bnkh->bqnh", weights, value)
+
+
 class MultiHeadDotProductAttention(nn.Module):
     """T5 attention: no 1/sqrt(d) scaling at run time (it lives in the query init).
 
     Without dropout on the weights (evaluation, decoding, dropout_rate 0) the attention runs
     through `jax.nn.dot_product_attention` (`implementation` 'xla' or 'cudnn'; decode steps
-    always 'xla'). With `decode=True` one query token per call is written into a 'cache' collection
-    (`cached_key`, `cached_value` [batch, max_len, heads, head_dim], `cache_index` scalar); the
-    first decode call (on full-length inputs, as in `init`) only creates the cache.
+    always read the cache in place). With `decode=True` one query token per call is written into a
+    'cache' collection (`cached_key`, `cached_value` head-major [batch, heads, max_len, head_dim],
+    `cache_index` scalar); the first decode call (on full-length inputs, as in `init`) only creates
+    the cache.
     """
 
     num_heads: int
@@ -224,7 +250,8 @@ class MultiHeadDotProductAttention(nn.Module):
         heads = lambda x: constrain(x.reshape(x.shape[:-1] + (self.num_heads, self.head_dim)),
                                     ("batch", "length", "heads", "kv"))
         query = heads(proj(kernel_init=query_init, name="query")(inputs_q))
-        if cache_kv and self.has_variable("cache", "cached_key"):
+        from_cache = cache_kv and self.has_variable("cache", "cached_key")
+        if from_cache:
             key, value = self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
         else:
             if inputs_kv is None:
@@ -232,15 +259,17 @@ class MultiHeadDotProductAttention(nn.Module):
             key = heads(proj(kernel_init=attention_kernel_init, name="key")(inputs_kv))
             value = heads(proj(kernel_init=attention_kernel_init, name="value")(inputs_kv))
             if cache_kv:
-                self.put_variable("cache", "cached_key", key)
-                self.put_variable("cache", "cached_value", value)
+                self.put_variable("cache", "cached_key", to_head_major(key))
+                self.put_variable("cache", "cached_value", to_head_major(value))
 
         if decode:
-            key, value, bias = self._update_cache(query, key, value, bias, max_decode_length)
+            key, value, bias, from_cache = self._update_cache(query, key, value, bias, max_decode_length)
 
         if self.float32_logits:
             query, key = query.astype(jnp.float32), key.astype(jnp.float32)
-        if deterministic or self.dropout_rate == 0.0:
+        if from_cache:
+            out = attention_over_cache(query, key, value.astype(query.dtype), bias).astype(self.dtype)
+        elif deterministic or self.dropout_rate == 0.0:
             out = fused_attention(query, key, value.astype(query.dtype), bias,
                                   "xla" if decode else self.implementation).astype(self.dtype)
         else:  # dropout on the attention weights: the explicit path
@@ -256,17 +285,19 @@ class MultiHeadDotProductAttention(nn.Module):
                      dtype=self.dtype, name="out")(out)
 
     def _update_cache(self, query: Array, key: Array, value: Array, bias: Array | None,
-                      max_decode_length: int | None) -> tuple[Array, Array, Array | None]:
+                      max_decode_length: int | None) -> tuple[Array, Array, Array | None, bool]:
+        """(keys, values, bias, head_major) for this call: the given ones when it creates the cache,
+        else the updated head-major cache and the bias row of the current position."""
         is_initialized = self.has_variable("cache", "cached_key")
-        shape = (key.shape[0], max_decode_length or key.shape[1]) + key.shape[2:]
+        shape = (key.shape[0], key.shape[2], max_decode_length or key.shape[1], key.shape[3])
         cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, key.dtype)
         cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, value.dtype)
         cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, dtype=jnp.int32))
         if not is_initialized:  # creating the cache: plain attention over the given tokens
             if bias is not None:
                 bias = bias[..., :query.shape[1], :key.shape[1]]
-            return key, value, bias
-        batch, max_length, num_heads, head_dim = cached_key.value.shape
+            return key, value, bias, False
+        batch, num_heads, max_length, head_dim = cached_key.value.shape
         if query.shape != (batch, 1, num_heads, head_dim):
             raise ValueError(f"decode expects one token per call: query shape {query.shape}, expected "
                              f"{(batch, 1, num_heads, head_dim)}")
@@ -275,10 +306,10 @@ class MultiHeadDotProductAttention(nn.Module):
                              f"cache holds {max_length}: pass max_decode_length={max_length}")
         index = cache_index.value
         zero = jnp.array(0, jnp.int32)
-        key = jax.lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype),
-                                           (zero, index, zero, zero))
-        value = jax.lax.dynamic_update_slice(cached_value.value, value.astype(cached_value.value.dtype),
-                                             (zero, index, zero, zero))
+        key = jax.lax.dynamic_update_slice(cached_key.value, to_head_major(key).astype(cached_key.value.dtype),
+                                           (zero, zero, index, zero))
+        value = jax.lax.dynamic_update_slice(cached_value.value, to_head_major(value).astype(cached_value.value.dtype),
+                                             (zero, zero, index, zero))
         cached_key.value, cached_value.value = key, value
         cache_index.value = index + 1
         valid = (jnp.arange(max_length) <= index)[None, None, None, :]
@@ -286,7 +317,7 @@ class MultiHeadDotProductAttention(nn.Module):
         if bias is not None:
             row = jax.lax.dynamic_slice_in_dim(bias, index, 1, axis=-2)
             step_bias = step_bias + row.astype(jnp.float32)
-        return key, value, step_bias
+        return key, value, step_bias, True
 
 
 class MlpBlock(nn.Module):

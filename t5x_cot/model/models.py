@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from t5x_cot.model import losses
+from t5x_cot.model import layers, losses
 from t5x_cot.model.network import T5Config, Transformer
 
 Array = jax.Array
@@ -82,7 +82,7 @@ class EncoderDecoderModel:
         mask = jnp.asarray(targets > 0 if weights is None else weights, jnp.float32)
         num_tokens = jnp.sum(mask)
         safe = jnp.maximum(num_tokens, 1e-8)
-        correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+        correct = (layers.argmax_last(logits) == targets).astype(jnp.float32)
         unnormalized_loss = loss if factor is None else loss * factor
         return {
             "loss": loss,

@@ -31,11 +31,11 @@ Decoding, one decoder token per call::
                                     method=Transformer.decode, mutable=['cache'])
     cache = variables['cache']                                   # token: [batch, 1]
 
-Each self-attention layer holds `cached_key`, `cached_value` [batch, max_decode_length, heads,
+Each self-attention layer holds `cached_key`, `cached_value` [batch, heads, max_decode_length,
 head_dim] and a scalar int32 `cache_index`; each cross-attention layer holds the keys/values of
-the encoder outputs, `cached_key`, `cached_value` [batch, input_length, heads, head_dim], computed
+the encoder outputs, `cached_key`, `cached_value` [batch, heads, input_length, head_dim], computed
 once by `prefill_cache` instead of at every step as T5X does (with scan_layers every entry gains a
-leading layer axis).
+leading layer axis). Head-major, so that a step's attention dots read the cache in place.
 
 Packed inputs: the relative position bias is computed from sequence offsets; with segment masks
 that never attend across examples this equals the bias from per-example positions (packed
