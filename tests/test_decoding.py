@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from t5x_cot.decoding import beam, sampling
-from t5x_cot.model.layers import argmax_last
+from t5x_cot.model.layers import first_argmax
 from t5x_cot.decoding.state import EOS_ID
 
 VOCAB = 7
@@ -163,5 +163,5 @@ def test_beam_reorder_moves_self_attention_cache_and_keeps_cross_attention_cache
 
 def test_greedy_argmax_takes_the_first_maximum_like_jnp_argmax():
     logits = jnp.array([[0.0, 3.0, 3.0, 1.0], [-1.0, -2.0, -1.0, -5.0], [jnp.nan, 0.0, 1.0, 2.0]])
-    np.testing.assert_array_equal(argmax_last(logits[:2]), jnp.argmax(logits[:2], axis=-1))
-    assert 0 <= int(argmax_last(logits)[2]) < logits.shape[-1]
+    np.testing.assert_array_equal(first_argmax(logits[:2]), jnp.argmax(logits[:2], axis=-1))
+    assert 0 <= int(first_argmax(logits)[2]) < logits.shape[-1]

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from t5x_cot.decoding.state import EOS_ID, PAD_ID, DecodingState, TokensToLogits
+from t5x_cot.model.network import CROSS_ATTENTION
 
 NEG_INF = -1.0e7
 DEFAULT_ALPHA = 0.6
@@ -58,18 +59,13 @@ def gather_beams(x: jax.Array, indices: jax.Array) -> jax.Array:
     return jnp.take_along_axis(x, indices.reshape(indices.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
-#: Cache scopes whose entries are equal for every beam of an example (the cross-attention
-#: keys/values of the encoder outputs): reordering beams leaves them as they are.
-BEAM_INVARIANT_SCOPES = ("encoder_decoder_attention",)
-
-
 def gather_cache(cache: Any, indices: jax.Array, batch_size: int, batch_axis: int = 0) -> Any:
     """Reorder a cache whose leaves are [B * K, ...] along `batch_axis` by beam `indices` [B, K]
-    (with scanned layers the batch axis is 1); leaves without that axis, and those under
-    `BEAM_INVARIANT_SCOPES` (beams only move within their example), are kept."""
+    (with scanned layers the batch axis is 1); leaves without that axis, and the cross-attention
+    keys/values (`network.CROSS_ATTENTION`: equal for every beam of an example, and beams only
+    move within their example), are kept."""
     def gather(path: tuple[Any, ...], x: jax.Array) -> jax.Array:
-        names = {getattr(key, "key", None) for key in path}
-        if jnp.ndim(x) <= batch_axis or names.intersection(BEAM_INVARIANT_SCOPES):
+        if jnp.ndim(x) <= batch_axis or any(getattr(key, "key", None) == CROSS_ATTENTION for key in path):
             return x
         moved = jnp.moveaxis(x, batch_axis, 0)
         picked = flatten_beams(gather_beams(unflatten_beams(moved, batch_size), indices))

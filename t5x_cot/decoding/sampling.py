@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from t5x_cot.decoding.state import EOS_ID, PAD_ID, DecodingState, TokensToLogits
-from t5x_cot.model.layers import argmax_last
+from t5x_cot.model.layers import first_argmax
 
 NEG_INF = -1.0e7
 
@@ -102,7 +102,7 @@ def filter_logits(logits: jax.Array, config: SamplingConfig) -> jax.Array:
 def choose_tokens(logits: jax.Array, rng: jax.Array, config: SamplingConfig) -> jax.Array:
     """Next token per row: argmax when greedy, else a draw from the filtered distribution."""
     if config.greedy:
-        return argmax_last(logits)
+        return first_argmax(logits)
     return jax.random.categorical(rng, filter_logits(logits, config), axis=-1).astype(jnp.int32)
 
 

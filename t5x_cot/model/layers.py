@@ -53,7 +53,7 @@ def activation_fn(name: str) -> Callable[[Array], Array]:
     return _ACTIVATIONS[name]
 
 
-def argmax_last(logits: Array) -> Array:
+def first_argmax(logits: Array) -> Array:
     """`jnp.argmax(logits, axis=-1)` (first index of the maximum) as two plain reductions, which
     XLA vectorizes: its (value, index) pair reduction runs several times slower on a CPU."""
     best = jnp.max(logits, axis=-1, keepdims=True)

@@ -82,7 +82,7 @@ class EncoderDecoderModel:
         mask = jnp.asarray(targets > 0 if weights is None else weights, jnp.float32)
         num_tokens = jnp.sum(mask)
         safe = jnp.maximum(num_tokens, 1e-8)
-        correct = (layers.argmax_last(logits) == targets).astype(jnp.float32)
+        correct = (layers.first_argmax(logits) == targets).astype(jnp.float32)
         unnormalized_loss = loss if factor is None else loss * factor
         return {
             "loss": loss,

@@ -132,6 +132,11 @@ def mask_padded_vocab(logits: Array, config: T5Config) -> Array:
     return jnp.where(real, logits, jnp.asarray(MASKED_LOGIT, logits.dtype))
 
 
+#: Scope of each decoder layer's cross-attention (T5X's name); its decode cache holds the
+#: keys/values of the encoder outputs, the same for every decoded token and every beam.
+CROSS_ATTENTION = "encoder_decoder_attention"
+
+
 def _attention(config: T5Config, name: str) -> L.MultiHeadDotProductAttention:
     return L.MultiHeadDotProductAttention(
         num_heads=config.num_heads, head_dim=config.head_dim, dtype=config.activation_dtype,
@@ -196,7 +201,7 @@ class DecoderLayer(nn.Module):
                                                                   decode=self.decode,
                                                                   max_decode_length=self.max_decode_length))
         x = _sublayer(cfg, "pre_cross_attention_layer_norm", x, det,
-                      lambda h: _attention(cfg, "encoder_decoder_attention")(h, encoded, cross_bias,
+                      lambda h: _attention(cfg, CROSS_ATTENTION)(h, encoded, cross_bias,
                                                                              deterministic=det,
                                                                              cache_kv=self.decode))
         x = _sublayer(cfg, "pre_mlp_layer_norm", x, det, lambda h: _mlp(cfg, h, det))
