@@ -1,6 +1,7 @@
-# Two-command quickstart: `make demo` runs the main job, `make test` runs the suite.
+# Two-command quickstart: `make demo` runs the main job, `make test` runs the linter and the suite.
 # Each target creates (or reuses) the virtual environment .venv in the repository root,
-# installed from the pinned set in constraints.txt.
+# installed from the pinned set in constraints.txt (libtpu included: the tests compile for TPU
+# topologies on the CPU).
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -12,7 +13,7 @@ venv: $(STAMP)
 $(STAMP): setup.py constraints.txt requirements-beam.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip setuptools wheel
-	$(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[hf,test]"
+	$(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[hf,test,tpu]"
 	$(VENV)/bin/python -m pip install -q --no-deps -r requirements-beam.txt
 	touch $(STAMP)
 
@@ -20,4 +21,5 @@ demo: $(STAMP)
 	$(VENV)/bin/t5x-cot demo $(ARGS)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check t5x_cot tasks launch bench tests
 	$(VENV)/bin/python -m pytest $(ARGS)

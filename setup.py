@@ -31,10 +31,13 @@ CORE = [
     "pydantic>=2.0",  # `t5x-cot serve`: request validation
 ]
 EXTRAS = {
-    "tpu": ["jax[tpu]>=0.10.0"],
+    # libtpu: the TPU runtime and compiler (the version jax 0.10's `tpu` extra pins); on a machine
+    # without TPUs its compile-only backend compiles for any TPU topology (`t5x-cot compile`).
+    "tpu": ["libtpu==0.0.42.*"],
     "gpu": ["jax[cuda12]>=0.10.0"],
     "hf": ["torch>=2.13.0", "transformers>=5.0", "safetensors>=0.6"],
-    "test": ["pytest>=8.0", "pytest-timeout>=2.3", "safetensors>=0.6", "hypothesis>=6.100", "openai>=3.57"],
+    "test": ["pytest>=8.0", "pytest-timeout>=2.3", "safetensors>=0.6", "hypothesis>=6.100", "openai>=3.57",
+             "ruff>=0.17"],
 }
 
 setuptools.setup(

@@ -124,6 +124,7 @@ def run_section(report: Report, name: str, budget: float, fn: Callable[[float], 
 
 def device_section(_: float) -> tuple[dict, list[str]]:
     import jax
+
     from t5x_cot.summaries import device_peak_flops, measured_matmul_flops
     device = jax.devices()[0]
     peak, source = device_peak_flops(device)
@@ -147,6 +148,7 @@ def batch_of(size: int, lengths: tuple[int, int], vocab: int) -> dict[str, np.nd
 def numerics_section(shapes: Shapes) -> Callable[[float], tuple[dict, list[str]]]:
     def run(_: float) -> tuple[dict, list[str]]:
         import jax
+
         from t5x_cot.model.models import EncoderDecoderModel
         size = shapes.decode_size
         batch = batch_of(shapes.first_batch, shapes.lengths, t5_config(size).vocab_size)
@@ -200,8 +202,9 @@ def _try_batches(make_step: Callable[[int], Callable[[], None]], first: int, lar
 
 
 def ours_train_step(config: Any, lengths: tuple[int, int]) -> Callable[[int], Callable[[], None]]:
-    from t5x_cot.model.models import EncoderDecoderModel
     from train_step import jax_step  # bench/train_step.py
+
+    from t5x_cot.model.models import EncoderDecoderModel
 
     def make(batch: int) -> Callable[[], None]:
         return jax_step(EncoderDecoderModel(config), batch_of(batch, lengths, config.vocab_size))
@@ -259,6 +262,7 @@ def decode_section(shapes: Shapes) -> Callable[[float], tuple[dict, list[str]]]:
     def run(deadline: float) -> tuple[dict, list[str]]:
         import jax
         from decode import hf_decode, ours_decode  # bench/decode.py
+
         from t5x_cot.decoding.predict import DecodeConfig, compiled_function
         from t5x_cot.model.models import EncoderDecoderModel
         config = t5_config(shapes.decode_size)

@@ -36,7 +36,7 @@ import pathlib
 import re
 import subprocess
 import sys
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from t5x_cot import answers
 

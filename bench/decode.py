@@ -73,6 +73,7 @@ def hf_decode(model, device: str, prompts: np.ndarray, new_tokens: int) -> tuple
 def ours_decode(params, config, prompts: np.ndarray, new_tokens: int) -> tuple[Callable[[], None], dict]:
     """(run, out): `run()` greedily decodes `prompts` with our compiled loop into out['tokens']."""
     import jax  # pylint: disable=import-outside-toplevel
+
     from t5x_cot.decoding import sampling  # pylint: disable=import-outside-toplevel
     from t5x_cot.decoding.predict import model_tokens_to_logits, prefill_fn  # pylint: disable=import-outside-toplevel
 
@@ -116,6 +117,7 @@ def main(argv=None) -> int:
     if not args.skip_hf:
         abab.set_torch_threads(threads)
     import jax  # pylint: disable=import-outside-toplevel
+
     from t5x_cot.model import flops  # pylint: disable=import-outside-toplevel
     from t5x_cot.summaries import measured_matmul_flops  # pylint: disable=import-outside-toplevel
     prompts = _prompts(args.batch, args.input_length)

@@ -73,8 +73,9 @@ _MARKUP = re.compile(r"\\(?:d?frac)\{([^{}]*)\}\{([^{}]*)\}|\\(?:f?boxed|text|ma
 _HEDGE_WORDS = ("probably|likely|most likely|mostly|definitely|certainly|clearly|simply|obviously|"
                 "technically|to be|approximately|about|around|roughly|exactly|just|only|nearly|"
                 "almost|option|choice").replace(" ", r"\s+")
-# Leading hedge words and asides ("(rounded to two places)"), ignored before an answer.
-_HEDGES = re.compile(rf"^(?:(?:(?:{_HEDGE_WORDS})\b|\([a-z][^()]*\s[^()]*\))[\s:,]*)+",
+# Leading hedge words and asides ("(rounded to two places)"), ignored before an answer; an aside
+# is split at its first blank, so an unclosed one costs linear time.
+_HEDGES = re.compile(rf"^(?:(?:(?:{_HEDGE_WORDS})\b|\([a-z][^()\s]*\s[^()]*\))[\s:,]*)+",
                      re.IGNORECASE)
 _YES = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 # Words that may follow a bare "no"/"true"/"false" answer ("No it is not", "no for most
@@ -105,8 +106,8 @@ _TENS = {w: 10 * i for i, w in enumerate(
     "twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)}
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
 _NUMBER_WORDS = re.compile(
-    r"^(?P<sign>minus\s+|negative\s+)?(?P<words>(?:(?:%s)(?:[\s-]+|\b))+)" %
-    "|".join(list(_UNITS) + list(_TENS) + list(_SCALES) + ["and"]), re.IGNORECASE)
+    r"^(?P<sign>minus\s+|negative\s+)?(?P<words>(?:(?:{})(?:[\s-]+|\b))+)".format(
+        "|".join(list(_UNITS) + list(_TENS) + list(_SCALES) + ["and"])), re.IGNORECASE)
 
 
 def format_target(rationale: str, answer: str) -> str:

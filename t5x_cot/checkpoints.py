@@ -6,6 +6,7 @@ Layouts
 - training run: `MODEL_DIR/config.json` (T5Config fields of the run) and one
   `MODEL_DIR/checkpoint_<step>/` per saved step holding the items `params/`, `opt_state/` and
   `meta/` (JSON: step, data position). A step dir therefore reads like a params checkpoint.
+  `t5x_cot.train_checkpoints` saves and restores them.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from t5x_cot import paths
+from t5x_cot.errors import UserError, one_line
 
 CONFIG_FILE = "config.json"
 PARAMS_ITEM = "params"
@@ -30,14 +32,24 @@ STEP_PREFIX = "checkpoint"
 _STEP_DIR = re.compile(rf"^{STEP_PREFIX}_(\d+)$")
 # T5Config fields that do not change the param tree; a run may change them on resume.
 RUNTIME_FIELDS = frozenset({"dtype", "dropout_rate", "remat_policy", "float32_attention_logits"})
+# What reading a damaged checkpoint raises: missing files OSError, tensorstore ValueError, and
+# orbax wraps a chunk that fails to decode in a bare Exception (the cause is chained to it).
+READ_ERRORS = (Exception,)
 
 
 RESTORE_MODES = ("specific", "latest", "all")
 """What RestoreCheckpointConfig.mode selects: that checkpoint, the newest in a dir, every one in it."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, malformed, or does not match the run."""
+
+
+def describe(error: BaseException) -> str:
+    """One line saying what went wrong: the innermost chained cause, with its type unless it is ours."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return one_line(error) if isinstance(error, CheckpointError) else f"{type(error).__name__}: {one_line(error)}"
 
 
 # ---------------------------------------------------------------------------- config.json
@@ -137,7 +149,7 @@ def save_params(path: str | pathlib.Path, params: Any, config: Any) -> pathlib.P
     return root
 
 
-def _params_metadata(params_dir: pathlib.Path) -> Any:
+def params_metadata(params_dir: pathlib.Path) -> Any:
     try:
         metadata = ocp.PyTreeCheckpointer().metadata(params_dir)
     except (FileNotFoundError, ValueError) as error:
@@ -154,17 +166,21 @@ def restore_params(path: str | pathlib.Path, abstract_params: Any = None) -> Any
     shapes); otherwise host numpy arrays are returned.
     """
     params_dir, _ = resolve_params_dir(path)
-    metadata = _params_metadata(params_dir)
+    metadata = params_metadata(params_dir)
     checkpointer = ocp.PyTreeCheckpointer()
     if abstract_params is None:
         restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
-        return checkpointer.restore(params_dir, args=ocp.args.PyTreeRestore(restore_args=restore_args))
-    check_tree_matches(metadata, abstract_params, str(params_dir))
-    restore_args = jax.tree.map(
-        lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, global_shape=x.shape, dtype=x.dtype),
-        abstract_params)
-    return checkpointer.restore(
-        params_dir, args=ocp.args.PyTreeRestore(item=abstract_params, restore_args=restore_args))
+        args = ocp.args.PyTreeRestore(restore_args=restore_args)
+    else:
+        check_tree_matches(metadata, abstract_params, str(params_dir))
+        restore_args = jax.tree.map(
+            lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, global_shape=x.shape, dtype=x.dtype),
+            abstract_params)
+        args = ocp.args.PyTreeRestore(item=abstract_params, restore_args=restore_args)
+    try:
+        return checkpointer.restore(params_dir, args=args)
+    except READ_ERRORS as error:
+        raise CheckpointError(f"{params_dir}: cannot be read ({describe(error)})") from error
 
 
 def is_t5x_checkpoint(path: str | pathlib.Path) -> bool:
@@ -275,9 +291,7 @@ def load_params(path: str | pathlib.Path) -> tuple[Any, Any]:
 
 def check_tree_matches(stored: Any, expected: Any, where: str) -> None:
     """Raise CheckpointError listing names/shapes that differ between two param trees."""
-    stored_shapes = {_key_name(k): tuple(v.shape) for k, v in jax.tree_util.tree_flatten_with_path(stored)[0]}
-    expected_shapes = {_key_name(k): tuple(v.shape)
-                       for k, v in jax.tree_util.tree_flatten_with_path(expected)[0]}
+    stored_shapes, expected_shapes = tree_shapes(stored), tree_shapes(expected)
     problems = [f"{name}: missing in checkpoint" for name in sorted(set(expected_shapes) - set(stored_shapes))]
     problems += [f"{name}: in checkpoint but not in model" for name in sorted(set(stored_shapes) - set(expected_shapes))]
     problems += [f"{name}: checkpoint {stored_shapes[name]} vs model {shape}"
@@ -286,6 +300,11 @@ def check_tree_matches(stored: Any, expected: Any, where: str) -> None:
     if problems:
         shown = "; ".join(problems[:6]) + (f"; ... {len(problems) - 6} more" if len(problems) > 6 else "")
         raise CheckpointError(f"{where}: param tree does not match the model: {shown}")
+
+
+def tree_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """{`encoder/layers_0/.../kernel`: shape} of every array in a param tree (or its metadata)."""
+    return {_key_name(k): tuple(v.shape) for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _key_name(path: tuple) -> str:
@@ -317,63 +336,3 @@ def check_model_dir(model_dir: str | pathlib.Path, config: Any) -> None:
                               "cannot tell which model they belong to")
     if jax.process_index() == 0:
         write_config(root, config)
-
-
-class TrainCheckpointer:
-    """orbax CheckpointManager of a MODEL_DIR: async saves every `period` steps, keeps `keep`.
-
-    Each `checkpoint_<step>` holds `params`, `opt_state` and `meta` (step, data position).
-    """
-
-    def __init__(self, model_dir: str | pathlib.Path, *, period: int = 1000, keep: int | None = None,
-                 use_async: bool = True) -> None:
-        self.model_dir = paths.absolute(model_dir)
-        self.period = max(1, int(period))
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, step_prefix=STEP_PREFIX, create=True,
-            enable_async_checkpointing=use_async)
-        self.manager = ocp.CheckpointManager(self.model_dir, options=options,
-                                             item_names=(PARAMS_ITEM, OPT_STATE_ITEM, META_ITEM))
-
-    def latest_step(self) -> int | None:
-        """The newest finished step, or None."""
-        return self.manager.latest_step()
-
-    def should_save(self, step: int) -> bool:
-        return step % self.period == 0
-
-    def save(self, step: int, state: Any, data_state: Mapping[str, Any] | None = None) -> None:
-        """Start an (async) save of `state` (a TrainState) at `step`; returns once it is staged."""
-        if step in self.manager.all_steps():
-            return
-        meta = {"step": int(step), "data": dict(data_state or {})}
-        self.manager.save(step, args=ocp.args.Composite(**{
-            PARAMS_ITEM: ocp.args.StandardSave(state.params),
-            OPT_STATE_ITEM: ocp.args.StandardSave(state.opt_state),
-            META_ITEM: ocp.args.JsonSave(meta)}), force=True)
-
-    def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
-        """(TrainState, meta) at `step`, read into the shardings of `abstract_state`.
-
-        `abstract_state` is a TrainState of ShapeDtypeStructs with shardings; a param tree that
-        does not match is refused with the names and shapes that differ.
-        """
-        step_dir = paths.join(self.model_dir, f"{STEP_PREFIX}_{step}")
-        check_tree_matches(_params_metadata(paths.join(step_dir, PARAMS_ITEM)), abstract_state.params, step_dir)
-        restored = self.manager.restore(step, args=ocp.args.Composite(**{
-            PARAMS_ITEM: ocp.args.StandardRestore(abstract_state.params),
-            OPT_STATE_ITEM: ocp.args.StandardRestore(abstract_state.opt_state),
-            META_ITEM: ocp.args.JsonRestore()}))
-        meta = dict(restored[META_ITEM])
-        step_array = jax.device_put(np.asarray(meta["step"], np.int32), abstract_state.step.sharding)
-        state = abstract_state.replace(step=step_array, params=restored[PARAMS_ITEM],
-                                       opt_state=restored[OPT_STATE_ITEM])
-        return state, meta
-
-    def wait(self) -> None:
-        """Block until pending saves are on disk."""
-        self.manager.wait_until_finished()
-
-    def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()

@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from t5x_cot import run_checks
+from t5x_cot.errors import UserError
+
 
 def import_seqio() -> Any:
     """seqio, imported on first use (TensorFlow stays out of processes that only configure).
@@ -22,10 +25,10 @@ def import_seqio() -> Any:
     TensorFlow only feeds the input pipeline: its device probe runs quietly (no false `cuInit`
     alarm on CPU machines) and it is kept off the GPUs, which belong to JAX.
     """
-    from t5x_cot.tensorflow_devices import probe_devices_quietly
-
     import seqio
     import tensorflow as tf
+
+    from t5x_cot.tensorflow_devices import probe_devices_quietly
 
     probe_devices_quietly()
     tf.config.set_visible_devices([], "GPU")
@@ -50,7 +53,7 @@ class DatasetConfig:
 PROJECT_TASKS = "t5x_cot.tasks"
 
 
-class DataConfigError(ValueError):
+class DataConfigError(UserError, ValueError):
     """A dataset config that cannot be read: unknown task, missing cache, missing lengths."""
 
 
@@ -94,12 +97,26 @@ def get_task(config: DatasetConfig) -> Any:
     return provider
 
 
+def check_config(config: DatasetConfig, training: bool = False) -> None:
+    """Refuse a batch size or feature lengths the pipeline cannot use, naming the field and macro.
+
+    `training`: lengths are required (for evaluation, None means the longest in the data).
+    """
+    where = f"DatasetConfig ({config.split})"
+    run_checks.require_int(config.batch_size, f"{where}.batch_size (BATCH_SIZE)", 1, error=DataConfigError)
+    if training:
+        _require_lengths(config)
+    run_checks.check_feature_lengths(config.task_feature_lengths, f"{where}.task_feature_lengths "
+                                     "(TASK_FEATURE_LENGTHS)", ("inputs", "targets") if training else (),
+                                     error=DataConfigError)
+
+
 def get_dataset(config: DatasetConfig, *, shard_id: int = 0, num_shards: int = 1,
                 per_host_batch_size: int | None = None, num_epochs: int | None = None) -> Any:
     """Batched, feature-converted tf.data pipeline of one host's shard (repeats forever by default)."""
+    check_config(config, training=True)
     seqio = import_seqio()
     get_task(config)
-    _require_lengths(config)
     per_host = per_host_batch_size or config.batch_size // num_shards
     return seqio.get_dataset(
         config.mixture_or_task_name, dict(config.task_feature_lengths),
@@ -142,7 +159,7 @@ class BatchIterator:
 
 def batch_shapes(config: DatasetConfig, batch_size: int) -> dict[str, tuple[int, int]]:
     """Shapes of the features seqio's EncDecFeatureConverter yields for `batch_size` examples."""
-    _require_lengths(config)
+    check_config(config, training=True)
     inputs, targets = config.task_feature_lengths["inputs"], config.task_feature_lengths["targets"]
     lengths = {"encoder_input_tokens": inputs, "decoder_target_tokens": targets,
                "decoder_input_tokens": targets, "decoder_loss_weights": targets}

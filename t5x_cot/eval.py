@@ -46,6 +46,13 @@ RUN_INFO_FILE = "run_info.json"
 INFERENCE_EVAL_DIR = "inference_eval"
 
 
+def check_restore_mode(mode: str) -> None:
+    """Refuse a RestoreCheckpointConfig.mode other than 'specific', 'latest' or 'all'."""
+    if mode not in RESTORE_MODES:
+        raise gin_utils.GinConfigError(f"RestoreCheckpointConfig.mode={mode!r}; expected one of "
+                                       f"{', '.join(RESTORE_MODES)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class RestoreCheckpointConfig:
     """Which checkpoint(s) to evaluate (T5X's `utils.RestoreCheckpointConfig` has the same fields).
@@ -60,8 +67,7 @@ class RestoreCheckpointConfig:
     dtype: str | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in RESTORE_MODES:
-            raise ValueError(f"RestoreCheckpointConfig.mode={self.mode!r}; expected one of {', '.join(RESTORE_MODES)}")
+        check_restore_mode(self.mode)
 
 
 def dataset_of(task_name: str) -> str | None:
@@ -74,6 +80,7 @@ def expand_task_names(mixture_or_task_names: str | Sequence[str], add_ood_tasks:
     """The names as given (comma-separated or a list), with the coinflip OOD tasks added when
     one of their tasks is built on coinflip."""
     import seqio  # pylint: disable=import-outside-toplevel
+
     from t5x_cot.inference_evaluation import split_names  # pylint: disable=import-outside-toplevel
     names = split_names(mixture_or_task_names)
     subtasks = [t.name for name in names for t in seqio.get_subtasks(seqio.get_mixture_or_task(name))]
@@ -151,6 +158,7 @@ def evaluate_tasks(model_config: Any, params: Any, task_names: Sequence[str], *,
     tasks' own vocabulary decodes the text.
     """
     import seqio  # pylint: disable=import-outside-toplevel
+
     from t5x_cot.data_pipeline import DatasetConfig  # pylint: disable=import-outside-toplevel
     from t5x_cot.inference_evaluation import InferenceEvaluator  # pylint: disable=import-outside-toplevel
     lengths = {"inputs": int(input_length), "targets": int(decode_config.max_decode_length)}
@@ -187,8 +195,7 @@ def checkpoint_paths(restore_cfg: Any) -> list[str]:
     mode = getattr(restore_cfg, "mode", "specific")
     if mode == "specific":
         return [str(p) for p in given]
-    if mode not in RESTORE_MODES:
-        raise ValueError(f"RestoreCheckpointConfig.mode={mode!r}; expected one of {', '.join(RESTORE_MODES)}")
+    check_restore_mode(mode)
     found: dict[int, str] = {}
     for directory in given:
         found.update(_checkpoints_in(str(directory)))
@@ -224,8 +231,9 @@ def evaluate(*, model: Any, dataset_cfg: Any, restore_checkpoint_cfg: Any, outpu
     num_examples).
     """
     import seqio  # pylint: disable=import-outside-toplevel
-    from t5x_cot.inference_evaluation import InferenceEvaluator  # pylint: disable=import-outside-toplevel
+
     from t5x_cot.data_pipeline import get_task  # pylint: disable=import-outside-toplevel
+    from t5x_cot.inference_evaluation import InferenceEvaluator  # pylint: disable=import-outside-toplevel
     paths.check_writable(output_dir, "EVAL_OUTPUT_DIR")
     checkpoint_list = checkpoint_paths(restore_checkpoint_cfg)
     get_task(dataset_cfg)
@@ -260,13 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: gin flags (see `t5x_cot.gin_utils`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from t5x_cot import checkpoints, data_pipeline  # pylint: disable=import-outside-toplevel
+    from t5x_cot.errors import UserError, one_line  # pylint: disable=import-outside-toplevel
     register_configurables()
     try:
         metrics = gin_utils.run_configured(argv, evaluate, "t5x_cot.eval")
-    except (gin_utils.GinConfigError, checkpoints.CheckpointError, data_pipeline.DataConfigError,
-            ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except UserError as error:  # one line; any other exception is a bug and keeps its traceback
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0

@@ -21,11 +21,12 @@ import tokenize
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-
 import gin
 
+from t5x_cot.errors import UserError
 
-class GinConfigError(ValueError):
+
+class GinConfigError(UserError, ValueError):
     """A gin file or binding that cannot be used; the message is one line naming it."""
 
 RUN_MACROS = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "MIXTURE_OR_TASK_MODULE", "TASK_FEATURE_LENGTHS",
@@ -125,6 +126,19 @@ def add_t5x_flags(parser: argparse.ArgumentParser) -> None:
     flag("--process_index", "--process_id", dest="process_index", type=int, default=None)
     flag("--distributed", action="store_true", help="call jax.distributed.initialize() and let JAX find the cluster")
     flag("--log_level", default="WARNING", help="Python logging level")
+
+
+def document_gin_flags(parser: argparse.ArgumentParser) -> None:
+    """List the gin flags in --help (`gin_utils.split_gin_flags` takes them out of argv before argparse)."""
+    group = parser.add_argument_group("gin flags (as T5X's)")
+    group.add_argument("--gin_file", action="append", metavar="FILE",
+                       help="a gin file to parse, in order (repeatable); shipped files resolve from any directory")
+    group.add_argument("--gin.NAME", metavar="VALUE", dest="gin_binding_example",
+                       help="bind NAME=VALUE, e.g. --gin.TRAIN_STEPS=1000 or --gin.train.log_every=5 (repeatable)")
+    group.add_argument("--gin_bindings", action="append", metavar="'NAME = VALUE'",
+                       help="a gin binding statement (repeatable), applied after the gin files")
+    group.add_argument("--gin_search_paths", metavar="DIR[,DIR...]",
+                       help="comma-separated folders where --gin_file and include statements are looked up")
 
 
 def apply_t5x_flags(args: argparse.Namespace) -> None:
@@ -454,8 +468,9 @@ def run_configured(argv: Sequence[str], fn: Any, module: str) -> Any:
     from t5x_cot import t5x_compat
 
     files, bindings, paths, rest = split_gin_flags(argv)
-    parser = _FlagParser(prog=module, add_help=False)
+    parser = _FlagParser(prog=f"python -m {module}", description=f"{module}: gin flags and T5X's absl flags")
     add_t5x_flags(parser)
+    document_gin_flags(parser)
     apply_t5x_flags(parser.parse_args(rest))
     t5x_compat.install()
     t5x_compat.bind_script(fn.__name__, fn)

@@ -95,19 +95,27 @@ def _parse_json_line(path: str, number: int, text: str) -> Question:
                     None if answer is None else str(answer), answer_type)
 
 
+def _decode_line(path: str, number: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(path, f"not UTF-8 text ({error.reason} at byte {error.start + 1})", line=number) from None
+
+
 def read_questions(path: str | pathlib.Path, on_bad_line: str = "skip") -> ReadResult:
     """Questions of a JSONL (`*.jsonl`, `*.json`) or text file; see the module docstring."""
     if on_bad_line not in BAD_LINE_POLICIES:
-        raise ValueError(f"ON_BAD_LINE={on_bad_line!r}; expected one of {', '.join(BAD_LINE_POLICIES)}")
+        raise gin_utils.GinConfigError(f"ON_BAD_LINE={on_bad_line!r}; expected one of {', '.join(BAD_LINE_POLICIES)}")
     path = pathlib.Path(path)
     is_json = path.suffix in (".jsonl", ".json")
     questions: list[Question] = []
     skipped: list[DataError] = []
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
             try:
+                line = _decode_line(str(path), number, raw)
+                if not line.strip():
+                    continue
                 if is_json:
                     questions.append(_parse_json_line(str(path), number, line))
                 else:
@@ -171,6 +179,7 @@ def task_sources(dataset_cfg: Any, shard_id: int, num_shards: int, max_examples:
     """One source per task of the dataset config's task or mixture (this shard's examples); a
     feature without a length gets the longest of the shard (T5X's TASK_FEATURE_LENGTHS=None)."""
     import seqio  # pylint: disable=import-outside-toplevel
+
     from t5x_cot.data_pipeline import get_task  # pylint: disable=import-outside-toplevel
     from t5x_cot.inference_evaluation import cot_answer_type, split_names  # pylint: disable=import-outside-toplevel
     shard = seqio.ShardInfo(shard_id, num_shards)
@@ -192,7 +201,7 @@ def question_source(path: str, questions: Sequence[Question], lengths: Mapping[s
     """The questions of a file as one source, named after the file."""
     from t5x_cot.decoding.state import EOS_ID  # pylint: disable=import-outside-toplevel
     if not lengths or lengths.get("targets") is None:
-        raise ValueError(f"INFER_INPUT={path}: set TASK_FEATURE_LENGTHS['targets'] (how many tokens to decode); "
+        raise gin_utils.GinConfigError(f"INFER_INPUT={path}: set TASK_FEATURE_LENGTHS['targets'] (how many tokens to decode); "
                          "a file of questions has no targets to measure")
     encoded = [list(vocabulary.encode(q.question)) for q in questions]
     input_length = int(lengths.get("inputs") or max((len(ids) + 1 for ids in encoded), default=1))
@@ -311,20 +320,20 @@ def infer(*, mode: str = "predict", model: Any, output_dir: str, restore_checkpo
     from t5x_cot.tasks import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
 
     if mode not in MODES:
-        raise ValueError(f"infer.mode={mode!r}; expected one of {', '.join(MODES)}")
+        raise gin_utils.GinConfigError(f"infer.mode={mode!r}; expected one of {', '.join(MODES)}")
     if not 0 <= shard_id < num_shards:
-        raise ValueError(f"infer.shard_id={shard_id} with infer.num_shards={num_shards}: expected 0 <= shard_id < num_shards")
+        raise gin_utils.GinConfigError(f"infer.shard_id={shard_id} with infer.num_shards={num_shards}: expected 0 <= shard_id < num_shards")
     if checkpoint_period < 1:
-        raise ValueError(f"infer.checkpoint_period={checkpoint_period}: expected a positive number of batches")
+        raise gin_utils.GinConfigError(f"infer.checkpoint_period={checkpoint_period}: expected a positive number of batches")
     if getattr(restore_checkpoint_cfg, "mode", "specific") == "all":
-        raise ValueError("RestoreCheckpointConfig.mode='all' evaluates every checkpoint: use python -m t5x_cot.eval; "
+        raise gin_utils.GinConfigError("RestoreCheckpointConfig.mode='all' evaluates every checkpoint: use python -m t5x_cot.eval; "
                          "infer reads one checkpoint ('specific' or 'latest')")
     paths.check_writable(output_dir, "INFER_OUTPUT_DIR")
     batch_size = int(dataset_cfg.batch_size) if dataset_cfg is not None else 32
     skipped: list[DataError] = []
     if input_path and pathlib.Path(input_path).is_file():
         if mode == "score":
-            raise ValueError(f"infer.mode='score' scores targets; INFER_INPUT={input_path} has questions only: "
+            raise gin_utils.GinConfigError(f"infer.mode='score' scores targets; INFER_INPUT={input_path} has questions only: "
                              "score a seqio task (MIXTURE_OR_TASK_NAME) instead")
         read = read_questions(input_path, on_bad_line)
         skipped = read.skipped
@@ -335,7 +344,7 @@ def infer(*, mode: str = "predict", model: Any, output_dir: str, restore_checkpo
         if input_path:  # a task or mixture name given as INFER_INPUT
             dataset_cfg = dataclasses.replace(dataset_cfg, mixture_or_task_name=input_path)
         if dataset_cfg is None or not dataset_cfg.mixture_or_task_name:
-            raise ValueError("set MIXTURE_OR_TASK_NAME (a seqio task or mixture) or INFER_INPUT (a file of questions)")
+            raise gin_utils.GinConfigError("set MIXTURE_OR_TASK_NAME (a seqio task or mixture) or INFER_INPUT (a file of questions)")
         sources = task_sources(dataset_cfg, shard_id, num_shards, max_examples)
         vocabulary = None
     params, step = restore(checkpoint_paths(restore_checkpoint_cfg)[-1], model.config,
@@ -398,13 +407,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: gin flags (see `t5x_cot.gin_utils`) and T5X's `--shard_id`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from t5x_cot import checkpoints, data_pipeline  # pylint: disable=import-outside-toplevel
+    from t5x_cot.errors import UserError, one_line  # pylint: disable=import-outside-toplevel
     register_configurables()
     try:
         summary = gin_utils.run_configured(shard_id_flag(argv), infer, "t5x_cot.infer")
-    except (gin_utils.GinConfigError, checkpoints.CheckpointError, data_pipeline.DataConfigError, DataError,
-            ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except UserError as error:  # one line; any other exception is a bug and keeps its traceback
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
     return 0

@@ -179,7 +179,7 @@ class InferenceEvaluator:
                 eval_split=dataset_cfg.split, use_cached=dataset_cfg.use_cached, seed=dataset_cfg.seed,
                 sequence_length=lengths, log_dir=self.output_dir)
             if not evaluator.eval_tasks:
-                raise ValueError(f"{name!r} has no task with a {dataset_cfg.split!r} split and metric "
+                raise data_pipeline.DataConfigError(f"{name!r} has no task with a {dataset_cfg.split!r} split and metric "
                                  f"functions to evaluate")
             self.evaluators.append(evaluator)
         self.tasks = {t.name: t for e in self.evaluators for t in e.eval_tasks}

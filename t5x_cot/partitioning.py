@@ -64,17 +64,99 @@ def model_axis_size(num_devices: int, num_partitions: int | None = None,
     return size
 
 
+_TARGET_DEVICES: list[list[Any]] = []
+
+
+@contextlib.contextmanager
+def target_devices(devices: Sequence[Any]) -> Iterator[None]:
+    """Meshes built without explicit devices use `devices` meanwhile (e.g. the compile-only
+    devices of a TPU topology, see `t5x_cot.compile.topology`)."""
+    _TARGET_DEVICES.append(list(devices))
+    try:
+        yield
+    finally:
+        _TARGET_DEVICES.pop()
+
+
+def default_devices() -> list[Any]:
+    """The devices a mesh is built over by default: the `target_devices`, else all of jax's."""
+    return list(_TARGET_DEVICES[-1]) if _TARGET_DEVICES else list(jax.devices())
+
+
+def num_slices(devices: Sequence[Any]) -> int:
+    """Number of TPU slices (multi-slice runs connect slices over DCN); 1 elsewhere."""
+    return len({getattr(device, "slice_index", 0) for device in devices})
+
+
 def create_mesh(num_partitions: int | None = None, model_parallel_submesh: Sequence[int] | None = None,
-                devices: Sequence[Any] | None = None) -> Mesh:
-    """A ('data', 'model') mesh over `devices` (default: all), model axis innermost."""
-    devices = list(jax.devices() if devices is None else devices)
+                devices: Sequence[Any] | None = None, ici_mesh_shape: Sequence[int] | None = None,
+                dcn_mesh_shape: Sequence[int] | None = None) -> Mesh:
+    """A ('data', 'model') mesh over `devices` (default: `default_devices()`), model axis innermost.
+
+    On TPUs the mesh follows the physical topology (neighbouring chips on the model axis);
+    TPU v4 per-core devices (two per chip) are ordered so the cores of a chip are neighbours.
+    With several slices, model parallelism stays within a slice and the slices add to the
+    data axis (their DCN links carry only the gradient reduction). `ici_mesh_shape` /
+    `dcn_mesh_shape` (T5X's, both given) set the per-slice and across-slice shapes
+    explicitly: `(data, model)` or T5X's `(replica, data, model)`, whose replica and data
+    axes together are the data axis here (T5X shards the batch over both).
+    """
+    devices = list(default_devices() if devices is None else devices)
+    if ici_mesh_shape is not None or dcn_mesh_shape is not None:
+        return Mesh(_collapse_replica(_hybrid_grid(ici_mesh_shape, dcn_mesh_shape, devices)), MESH_AXES)
     model = model_axis_size(len(devices), num_partitions, model_parallel_submesh)
-    shape = (len(devices) // model, model)
+    slices = num_slices(devices)
+    if slices > 1:
+        per_slice = len(devices) // slices
+        if per_slice % model:
+            raise ValueError(f"model parallelism {model} does not divide the {per_slice} devices of one slice "
+                             f"({slices} slices): model parallelism stays within a slice")
+        return Mesh(_hybrid_grid((per_slice // model, model), (slices, 1), devices), MESH_AXES)
+    return Mesh(_device_grid((len(devices) // model, model), devices), MESH_AXES)
+
+
+def _physical_order(device: Any) -> tuple:
+    """Sort key: slice, then chip coordinates (z, y, x), then core within the chip."""
+    coords = tuple(getattr(device, "coords", ()) or ())
+    return (getattr(device, "slice_index", 0), *reversed(coords), getattr(device, "core_on_chip", 0), device.id)
+
+
+def _device_grid(shape: Sequence[int], devices: Sequence[Any]) -> np.ndarray:
+    """Devices of one slice arranged as `shape`, following the physical topology where known."""
     if devices[0].platform == "cpu":  # no physical topology to follow
-        grid = np.asarray(devices).reshape(shape)
-    else:
-        grid = mesh_utils.create_device_mesh(shape, devices=devices)
-    return Mesh(grid, MESH_AXES)
+        return np.asarray(devices).reshape(shape)
+    try:
+        return mesh_utils.create_device_mesh(tuple(shape), devices=devices, allow_split_physical_axes=True)
+    except (AssertionError, ValueError, NotImplementedError):  # e.g. TPU v4 per-core devices
+        return np.asarray(sorted(devices, key=_physical_order)).reshape(shape)
+
+
+def _hybrid_grid(ici_mesh_shape: Sequence[int] | None, dcn_mesh_shape: Sequence[int] | None,
+                 devices: Sequence[Any]) -> np.ndarray:
+    """The device array of shape ici * dcn (per axis), each slice one block of it."""
+    if ici_mesh_shape is None or dcn_mesh_shape is None:
+        raise ValueError("ici_mesh_shape and dcn_mesh_shape go together: set both (dcn all 1s for one slice)")
+    ici, dcn = tuple(int(n) for n in ici_mesh_shape), tuple(int(n) for n in dcn_mesh_shape)
+    if len(ici) != len(dcn) or len(ici) not in (2, 3):
+        raise ValueError(f"ici_mesh_shape {ici} and dcn_mesh_shape {dcn}: expected two (data, model) or three "
+                         "(replica, data, model) sizes each")
+    if math.prod(ici) * math.prod(dcn) != len(devices):
+        raise ValueError(f"ici_mesh_shape {ici} x dcn_mesh_shape {dcn} = {math.prod(ici) * math.prod(dcn)} "
+                         f"devices, but there are {len(devices)}")
+    slices = num_slices(devices)
+    if slices != math.prod(dcn) and slices > 1:
+        raise ValueError(f"dcn_mesh_shape {dcn} spans {math.prod(dcn)} slices, but the devices form {slices}")
+    if slices > 1:
+        return mesh_utils.create_hybrid_device_mesh(ici, dcn, devices=devices, allow_split_physical_axes=True)
+    # One slice (or CPU devices): consecutive blocks of devices stand for the DCN groups.
+    blocks = np.asarray(sorted(devices, key=_physical_order)).reshape(*dcn, *ici)
+    order = [axis for pair in zip(range(len(dcn)), range(len(dcn), 2 * len(dcn))) for axis in pair]
+    return blocks.transpose(order).reshape([a * b for a, b in zip(dcn, ici)])
+
+
+def _collapse_replica(grid: np.ndarray) -> np.ndarray:
+    """(replica, data, model) -> (replica * data, model): T5X's batch axes as one data axis."""
+    return grid.reshape(-1, grid.shape[-1]) if grid.ndim == 3 else grid
 
 
 def as_partition_spec(axes: Any) -> PartitionSpec:
@@ -126,7 +208,8 @@ def shard_shape(shape: Sequence[int], spec: PartitionSpec, mesh_shape: Mapping[s
 class Partitioner:
     """Mesh and shardings of a run.
 
-    `logical_axis_rules` is 'standard', 'fsdp' or an explicit rule list. A mesh axis that does
+    `logical_axis_rules` is 'standard', 'fsdp' or an explicit rule list; `devices` default to
+    `default_devices()`; `ici_mesh_shape` / `dcn_mesh_shape` as in `create_mesh`. A mesh axis that does
     not divide an array dimension is dropped for that dimension (the array is replicated
     there instead of failing), and reported by `describe`.
     """
@@ -135,10 +218,13 @@ class Partitioner:
     model_parallel_submesh: tuple[int, ...] | None = None
     logical_axis_rules: str | LogicalRules = "standard"
     devices: Sequence[Any] | None = None
+    ici_mesh_shape: Sequence[int] | None = None
+    dcn_mesh_shape: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
         self.rules = resolve_rules(self.logical_axis_rules)
-        self.mesh = create_mesh(self.num_partitions, self.model_parallel_submesh, self.devices)
+        self.mesh = create_mesh(self.num_partitions, self.model_parallel_submesh, self.devices,
+                                self.ici_mesh_shape, self.dcn_mesh_shape)
 
     # --------------------------------------------------------------- specs and shardings
 

@@ -16,11 +16,13 @@ import threading
 import uuid
 from typing import Any
 
+from t5x_cot.errors import UserError
+
 PathLike = str | os.PathLike
 WRITE_CHECK_TIMEOUT_S = 5.0
 
 
-class PathError(OSError):
+class PathError(UserError, OSError):
     """A run folder that cannot be used; the message names it and says why."""
 
 
@@ -82,8 +84,14 @@ def is_dir(path: PathLike) -> bool:
 
 
 def _write_local(path: pathlib.Path, text: str) -> None:
+    """Write through a temporary file and rename it, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _write_remote(fs: Any, url: str, text: str) -> None:
@@ -100,6 +108,55 @@ def write_text(path: PathLike, text: str) -> None:
     """Write a small text file (parents created)."""
     _on(path, lambda p: _write_local(p, text), lambda fs, url: _write_remote(fs, url, text),
         lambda p: p.write_text(text))
+
+
+def _create_local(path: pathlib.Path, text: str) -> bool:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.link(partial, path)  # atomic, and fails when `path` exists: the file appears whole or not at all
+    except FileExistsError:
+        return False
+    finally:
+        partial.unlink(missing_ok=True)
+    return True
+
+
+def _create_remote(fs: Any, url: str, text: str) -> bool:
+    try:
+        with fs.open(url, "xb") as handle:
+            handle.write(text.encode("utf-8"))
+    except FileExistsError:
+        return False
+    except (ValueError, NotImplementedError):  # a store without exclusive create: check, then write
+        if fs.exists(url):
+            return False
+        _write_remote(fs, url, text)
+    return True
+
+
+def _create_epath(path: Any, text: str) -> bool:
+    if path.exists():
+        return False
+    path.write_text(text)
+    return True
+
+
+def create_exclusive(path: PathLike, text: str) -> bool:
+    """Create a small text file only if there is none: True when this call created it.
+
+    Atomic on local disk and on stores with exclusive create (fsspec's `x` mode); elsewhere a
+    check followed by a write.
+    """
+    return bool(_on(path, lambda p: _create_local(p, text), lambda fs, url: _create_remote(fs, url, text),
+                    lambda p: _create_epath(p, text)))
+
+
+def rename(source: PathLike, target: PathLike) -> None:
+    """Move a file or folder (on object stores: copy, then delete)."""
+    _on(source, lambda p: os.replace(p, target), lambda fs, url: fs.mv(url, str(target), recursive=True),
+        lambda p: p.rename(str(target)))
 
 
 def _append_remote(fs: Any, url: str, text: str) -> None:

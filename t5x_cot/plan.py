@@ -6,7 +6,12 @@ need not exist (`--devices 256` on a laptop). Memory per device:
   second moments sharded like the reduced param axes);
 - activations kept for the backward pass, counted per layer from the T5 shapes (bf16
   activations, float32 logits), without remat and with full per-layer remat (only layer
-  inputs kept, one layer recomputed at a time).
+  inputs kept, one layer recomputed at a time);
+- the optimizer update's temporaries (one param-sized float32 buffer, sharded like the params);
+- with params sharded over 'data' (fsdp), the gathered weights of the layer being computed and
+  its weight gradients before they are reduce-scattered (2 x the largest layer, float32,
+  split over 'model' only).
+Checked against the TPU compiler's per-chip figures (`t5x-cot plan --topology ... --compile`).
 """
 from __future__ import annotations
 
@@ -35,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs_length", type=int, default=None, help="default: TASK_FEATURE_LENGTHS")
     parser.add_argument("--targets_length", type=int, default=None, help="default: TASK_FEATURE_LENGTHS")
     parser.add_argument("--num_microbatches", type=int, default=None)
+    parser.add_argument("--topology", default=None,
+                        help="plan over a TPU topology's chips (v5e-16, v4-8, v5e:4x4; needs libtpu): mesh, "
+                             "rules, batch from the run config, device memory from the chip")
+    parser.add_argument("--num_slices", type=int, default=1, help="with --topology: slices over DCN")
+    parser.add_argument("--compile", action="store_true",
+                        help="with --topology: also compile the train step and print the compiler's peak")
 
 
 def parse_bytes(text: str) -> int:
@@ -61,14 +72,20 @@ class MemoryPlan:
     gradients: int
     activations: int
     activations_remat: int
+    update_temporaries: int = 0
+    gathered_layer: int = 0
+
+    @property
+    def _state_and_work(self) -> int:
+        return self.params + self.optimizer_state + self.gradients + self.update_temporaries + self.gathered_layer
 
     @property
     def total(self) -> int:
-        return self.params + self.optimizer_state + self.gradients + self.activations
+        return self._state_and_work + self.activations
 
     @property
     def total_remat(self) -> int:
-        return self.params + self.optimizer_state + self.gradients + self.activations_remat
+        return self._state_and_work + self.activations_remat
 
 
 @dataclasses.dataclass
@@ -108,7 +125,7 @@ def activation_bytes(config: Any, batch: int, inputs_length: int, targets_length
     Per encoder layer: layer-norm inputs/outputs and residuals (6 x E), q/k/v/attention output
     (4 x H*D), attention logits and probabilities (2 x H x L x L), MLP pre-activations,
     activation and product ((n_wi + 2) x F). The decoder adds cross-attention (q over the
-    targets, k/v over the inputs, Lt x Li scores). Logits and their softmax are float32.
+    targets, k/v over the inputs, Lt x Li scores). Logits and their gradient are float32 (the softmax is fused into the loss).
     Heads, MLP and vocab dims are split over 'model', the batch over 'data'.
     """
     import numpy as np
@@ -132,11 +149,28 @@ def activation_bytes(config: Any, batch: int, inputs_length: int, targets_length
 
     encoder_layer = b * li * 6 * e * act + attention(li, li) + mlp(li)
     decoder_layer = b * lt * 9 * e * act + attention(lt, lt) + attention(lt, li) + mlp(lt)
-    logits = 3 * b * lt * config.vocab_size / model * 4
+    logits = 2 * b * lt * config.vocab_size / model * 4  # float32 logits and their gradient
     if not remat:
         return int(config.num_encoder_layers * encoder_layer + config.num_decoder_layers * decoder_layer + logits)
     layer_inputs = b * (config.num_encoder_layers * li + config.num_decoder_layers * lt) * e * act
     return int(layer_inputs + max(encoder_layer, decoder_layer) + logits)
+
+
+def largest_layer_params(config: Any) -> int:
+    """Parameters of the largest layer (a decoder layer: self- and cross-attention, MLP)."""
+    joined = config.num_heads * config.head_dim
+    attention = 4 * config.emb_dim * joined
+    mlp = (len(config.mlp_activations) + 1) * config.emb_dim * config.mlp_dim
+    return 2 * attention + mlp if config.num_decoder_layers else attention + mlp
+
+
+def gathered_layer_bytes(config: Any, rules: Any, mesh_shape: Mapping[str, int]) -> int:
+    """Per-device bytes of one layer's weights gathered over 'data' plus their gradients (fsdp)."""
+    from t5x_cot.partitioning import mesh_spec
+
+    if mesh_shape.get("data", 1) == 1 or "data" not in tuple(mesh_spec(("embed",), rules, mesh_shape)):
+        return 0
+    return 2 * 4 * largest_layer_params(config) // mesh_shape.get("model", 1)
 
 
 def build_plan(model: Any, param_axes: Any, *, mesh_shape: dict[str, int], rules: str | Sequence,
@@ -146,8 +180,7 @@ def build_plan(model: Any, param_axes: Any, *, mesh_shape: dict[str, int], rules
     import numpy as np
 
     from t5x_cot import optimizers
-    from t5x_cot.partitioning import (mesh_spec, normalize_axes_tree, optimizer_state_axes, resolve_rules,
-                                      shard_shape)
+    from t5x_cot.partitioning import mesh_spec, normalize_axes_tree, optimizer_state_axes, resolve_rules, shard_shape
 
     rule_list = resolve_rules(rules)
     inputs_length, targets_length = lengths
@@ -170,7 +203,9 @@ def build_plan(model: Any, param_axes: Any, *, mesh_shape: dict[str, int], rules
         optimizer_state=_tree_bytes_per_device(abstract_opt, opt_specs, mesh_shape),
         gradients=params_bytes * (2 if num_microbatches > 1 else 1),
         activations=activation_bytes(model.config, micro, inputs_length, targets_length, mesh_shape, False),
-        activations_remat=activation_bytes(model.config, micro, inputs_length, targets_length, mesh_shape, True))
+        activations_remat=activation_bytes(model.config, micro, inputs_length, targets_length, mesh_shape, True),
+        update_temporaries=params_bytes,
+        gathered_layer=gathered_layer_bytes(model.config, rule_list, mesh_shape))
     groups: dict[str, list] = {}
     flat = jax.tree_util.tree_flatten_with_path(abstract_params)[0]
     for (path, leaf), ax, spec in zip(flat, jax.tree.leaves(axes, is_leaf=_is_spec),
@@ -219,6 +254,8 @@ def format_plan(plan: Plan, device_memory: int | None = None) -> str:
               f"  params            {format_bytes(m.params)}",
               f"  optimizer state   {format_bytes(m.optimizer_state)}",
               f"  gradients         {format_bytes(m.gradients)}",
+              f"  update temporaries {format_bytes(m.update_temporaries)}",
+              f"  gathered layer    {format_bytes(m.gathered_layer)} (fsdp: one layer's weights and gradients)",
               f"  activations       {format_bytes(m.activations)} (no remat)  {format_bytes(m.activations_remat)} (full remat)",
               f"  total             {format_bytes(m.total)} (no remat)  {format_bytes(m.total_remat)} (full remat)"]
     if device_memory:
@@ -245,21 +282,81 @@ def _gin_value(selector: str, default: Any) -> Any:
     return default if isinstance(value, gin.config.ConfigurableReference) else value
 
 
+def selected_total(plan: Plan, remat_policy: str) -> int:
+    """The plan's total for the run's remat setting (full remat keeps only layer inputs)."""
+    return plan.memory.total if remat_policy == "none" else plan.memory.total_remat
+
+
+def plan_of_setup(setup: Any) -> Plan:
+    """The plan of a run's train step (`t5x_cot.compile.train_setup.TrainSetup`), on its mesh."""
+    from t5x_cot.compile import step_compile
+    from t5x_cot.model import network
+
+    s = step_compile.settings(setup)
+    built = build_plan(setup.model, network.param_logical_axes(setup.model.config),
+                       mesh_shape={k: int(v) for k, v in setup.partitioner.mesh.shape.items()},
+                       rules=setup.partitioner.rules, batch_size=s["batch_size"],
+                       lengths=(s["inputs_length"], s["targets_length"]), num_microbatches=s["num_microbatches"])
+    built.rules_name = s["rules"]
+    return built
+
+
+def _run_on_topology(args: argparse.Namespace) -> int:
+    """Plan (and with --compile, compile) the run over the chips of --topology."""
+    from t5x_cot.compile import run_config, step_compile, topology
+
+    target = topology.parse_topology(args.topology, args.num_slices)
+    devices = topology.topology_devices(target)
+    setup = run_config.train_setup(devices)
+    setup = step_compile.vary(setup, batch_size=args.batch_size, num_partitions=args.num_partitions,
+                              rules=args.rules, num_microbatches=args.num_microbatches)
+    s = step_compile.settings(setup)
+    hbm = parse_bytes(args.device_memory) if args.device_memory else topology.hbm_per_chip(devices[0].device_kind)
+    built = plan_of_setup(setup)
+    print(f"topology: {target.name} ({target.jax_name}), {len(devices)} x {devices[0].device_kind}")
+    print(format_plan(built, hbm))
+    if args.compile:
+        report = step_compile.compile_report(setup, target, devices, decode=False)
+        peak = report["train_step"]["memory"]["peak_bytes"]
+        total = selected_total(built, s["remat_policy"])
+        print(f"compiler: peak {format_bytes(peak)} per chip ({'fits' if report['fits'] else 'does NOT fit'}); "
+              f"plan {format_bytes(total)} (remat {s['remat_policy']}): plan / compiler = {total / peak:.2f}")
+    return 0
+
+
+def _gin_first(selectors: Sequence[str], default: Any) -> Any:
+    """The first of `selectors` the config binds (ours, then T5X's names), else `default`."""
+    for selector in selectors:
+        value = _gin_value(selector, None)
+        if value is not None:
+            return value
+    return default
+
+
 def run(args: argparse.Namespace) -> int:
     import jax
 
     from t5x_cot import gin_utils
+    from t5x_cot.compile import run_config
+    from t5x_cot.errors import UserError
     from t5x_cot.model import network
 
     try:
-        model = gin_utils.model_from_gin(args.gin_file, args.gin_bindings,
-                                         [p for p in args.gin_search_paths.split(",") if p])
-    except gin_utils.GinConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        run_config.parse_run_config(args.gin_file, args.gin_bindings, [p for p in args.gin_search_paths.split(",") if p],
+                                    needed_macros=run_config.NEEDED_MACROS if args.topology else ())
+        if args.topology:
+            return _run_on_topology(args)
+        model = run_config.configured_model()
+    except UserError as error:
+        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    if args.compile:
+        print("error: --compile needs --topology (e.g. v5e-16)", file=sys.stderr)
         return 2
     lengths = gin_utils.macro_value("TASK_FEATURE_LENGTHS") or {"inputs": 512, "targets": 256}
     devices = args.devices or jax.device_count()
-    num_partitions = args.num_partitions or _gin_value("partitioning.Partitioner.num_partitions", 1) or 1
+    num_partitions = args.num_partitions or _gin_first(
+        ("partitioning.Partitioner.num_partitions", "partitioning.PjitPartitioner.num_partitions"), 1) or 1
     if devices % num_partitions:
         print(f"error: --num_partitions {num_partitions} does not divide {devices} devices", file=sys.stderr)
         return 2
@@ -269,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
         rules=args.rules or _gin_value("partitioning.Partitioner.logical_axis_rules", "standard"),
         batch_size=args.batch_size or gin_utils.macro_value("BATCH_SIZE") or 128,
         lengths=(args.inputs_length or lengths["inputs"], args.targets_length or lengths["targets"]),
-        num_microbatches=args.num_microbatches or _gin_value("train.num_microbatches", 1) or 1)
+        num_microbatches=args.num_microbatches or _gin_first(
+            ("train.num_microbatches", "trainer.Trainer.num_microbatches"), 1) or 1)
     print(format_plan(plan, parse_bytes(args.device_memory) if args.device_memory else None))
     return 0
-

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from t5x_cot.errors import UserError
 from t5x_cot.eval import METRICS_FILE, RUN_INFO_FILE
 
 X_AXES = {"model_size": "num_params", "data_fraction": "data_fraction", "coin_flips": "coin_flips"}
@@ -25,7 +26,7 @@ COLUMNS = ("run", "task", "distribution", "num_params", "data_fraction", "coin_f
            "accuracy@1", "accuracy@5", "accuracy@10", "accuracy@20")
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """An eval output directory that cannot be read."""
 
 

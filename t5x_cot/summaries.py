@@ -20,6 +20,10 @@ import numpy as np
 
 from t5x_cot import paths
 
+METRICS_FILE = "train_metrics.jsonl"
+TRAIN_DIR = "train"
+
+
 def device_peak_flops(device: Any = None) -> tuple[float | None, str]:
     """(dense bf16 peak FLOP/s of one device, where the number comes from), or (None, why not).
 
@@ -96,12 +100,33 @@ def _jsonl_line(step: int, values: Mapping[str, Any]) -> str:
     return json.dumps({"step": int(step), **{k: float(v) for k, v in values.items()}}) + "\n"
 
 
+def _step_of_line(line: str) -> int | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) else None
+
+
+def drop_steps_after(path: str, step: int) -> None:
+    """Rewrite the JSONL metrics file without lines past `step` (and without a torn last line)."""
+    if not paths.exists(path):
+        return
+    lines = paths.read_text(path).splitlines(keepends=True)
+    kept = [line for line in lines if line.endswith("\n") and (found := _step_of_line(line)) is not None
+            and found <= step]
+    if len(kept) != len(lines):
+        paths.write_text(path, "".join(kept))
+
+
 class MetricLogger:
     """Collects per-step device metrics; every `log_every` steps fetches, logs and summarises them.
 
     Writes `MODEL_DIR/train_metrics.jsonl` (one line per step), TensorBoard scalars under
     `MODEL_DIR/train/`, and prints a progress line: step, loss, tokens/s, MFU, ETA.
-    Only process 0 writes.
+    Only process 0 writes. A run resumed at `start_step` first drops the lines of later steps
+    (logged before an interruption), so each step appears once.
     """
 
     def __init__(self, model_dir: str | os.PathLike, *, total_steps: int, start_step: int,
@@ -118,17 +143,20 @@ class MetricLogger:
         self._run_start_step = start_step
         self.last: dict[str, float] = {}
         self._stream = stream
+        self._model_dir = str(model_dir)
+        self._writers: dict[str, TensorBoardWriter] = {}
         if self.writes:
             paths.makedirs(model_dir)
-            self._jsonl = paths.join(model_dir, "train_metrics.jsonl")
-            self._tb = TensorBoardWriter(paths.join(model_dir, "train"))
+            self._jsonl = paths.join(model_dir, METRICS_FILE)
+            drop_steps_after(self._jsonl, start_step)
+            self._tb = self._writer(TRAIN_DIR)
 
     def add(self, step: int, metrics: dict[str, jax.Array], real_tokens: int, padded_tokens: int,
-            timed: bool = True) -> None:
+            timed: bool = True) -> bool:
         """Record step `step`'s metrics (still on device); flush every `log_every` steps.
 
         An untimed step (the one that compiled) is logged but left out of tokens/s and MFU, and
-        the clock restarts after it.
+        the clock restarts after it. Returns whether this call fetched (the host waited for the device).
         """
         self._pending.append((step, metrics, real_tokens, padded_tokens, timed))
         if not timed:
@@ -136,6 +164,8 @@ class MetricLogger:
             self._run_start, self._run_start_step = self._window_start, step
         if step % self.log_every == 0 or step >= self.total_steps:
             self.flush()
+            return True
+        return False
 
     def flush(self) -> dict[str, float]:
         """Fetch pending metrics, write them, print the progress line; returns the window summary."""
@@ -187,15 +217,24 @@ class MetricLogger:
             self._tb.text(step, tag, value)
             self._tb.flush()
 
-    def scalars(self, step: int, values: Mapping[str, float]) -> None:
-        """Scalars logged outside the step window (e.g. inference evaluation): TensorBoard and
-        one line of train_metrics.jsonl."""
+    def scalars(self, step: int, values: Mapping[str, float], writer: str | None = None) -> None:
+        """Scalars logged outside the step window (e.g. evaluation): TensorBoard and one line of
+        train_metrics.jsonl. `writer`: a folder of MODEL_DIR for their event files (T5X's
+        `training_eval/<task>`), where they keep their plain names; in the JSONL they are
+        `<writer>/<name>`. Default: `MODEL_DIR/train`."""
         if self.writes:
-            paths.append_text(self._jsonl, _jsonl_line(step, values))
-            self._tb.scalars(step, values)
-            self._tb.flush()
+            tb = self._writer(writer) if writer else self._tb
+            prefix = f"{writer}/" if writer else ""
+            paths.append_text(self._jsonl, _jsonl_line(step, {prefix + tag: value for tag, value in values.items()}))
+            tb.scalars(step, values)
+            tb.flush()
 
     def close(self) -> None:
         self.flush()
-        if self.writes:
-            self._tb.close()
+        for writer in self._writers.values():
+            writer.close()
+
+    def _writer(self, folder: str) -> TensorBoardWriter:
+        if folder not in self._writers:
+            self._writers[folder] = TensorBoardWriter(paths.join(self._model_dir, folder))
+        return self._writers[folder]

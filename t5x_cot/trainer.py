@@ -4,6 +4,8 @@
 axes (optimizer state included, see `partitioning.optimizer_state_axes`), compiles `init`
 and `train_step` with explicit in/out shardings, and keeps metrics on device: the step
 returns a dict of scalar arrays that the caller fetches when it wants to (no host sync).
+Each step also updates an on-device record of the first step whose loss, gradients or
+updated params were not finite (`first_nonfinite_step`, read only when the caller asks).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from t5x_cot.errors import UserError
 from t5x_cot.partitioning import Partitioner, normalize_axes_tree, optimizer_state_axes
 from t5x_cot.train_state import TrainState
 
@@ -22,6 +25,10 @@ Batch = Mapping[str, jax.Array]
 # Model metrics that are sums over tokens (added across microbatches); the others are
 # per-token ratios (token-weighted across microbatches), as EncoderDecoderModel.loss_fn returns.
 SUMMED_METRICS = frozenset({"loss", "z_loss", "cross_ent_loss", "num_tokens"})
+
+
+class NonFiniteError(UserError):
+    """Training produced a NaN or Inf (loss, gradients or params); nothing of it was saved."""
 
 
 class Trainer:
@@ -69,8 +76,10 @@ class Trainer:
         self._init = jax.jit(self._init_fn, in_shardings=replicated, out_shardings=self.state_shardings)
         self._from_params = jax.jit(self._from_params_fn, in_shardings=(self.state_shardings.params,),
                                     out_shardings=self.state_shardings, donate_argnums=(0,))
-        self._train = jax.jit(self._train_fn, in_shardings=(self.state_shardings, self.batch_shardings, replicated),
-                              out_shardings=(self.state_shardings, replicated), donate_argnums=(0,))
+        self._train = jax.jit(self._train_fn,
+                              in_shardings=(self.state_shardings, self.batch_shardings, replicated, replicated),
+                              out_shardings=(self.state_shardings, replicated, replicated), donate_argnums=(0, 3))
+        self._first_nonfinite: jax.Array | None = None  # created by the first train_step
         self._eval = jax.jit(self._eval_fn, in_shardings=(self.state_shardings.params, self.batch_shardings),
                              out_shardings=replicated)
 
@@ -96,8 +105,23 @@ class Trainer:
 
     def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
         """One update; `state` is donated. Returns the new state and on-device scalar metrics."""
+        if self._first_nonfinite is None:  # not in __init__: compile-only devices cannot run it
+            self._first_nonfinite = jax.device_put(jnp.zeros((), jnp.int32), self.partitioner.replicated())
         with self.partitioner.context():
-            return self._train(state, dict(batch), self.dropout_key)
+            state, metrics, self._first_nonfinite = self._train(state, dict(batch), self.dropout_key,
+                                                                self._first_nonfinite)
+        return state, metrics
+
+    def first_nonfinite_step(self) -> int | None:
+        """The first step whose loss, gradients or new params held a NaN or Inf, or None.
+
+        The only call here that waits for the device: make it where the host syncs anyway
+        (the metric fetch, a checkpoint save).
+        """
+        if self._first_nonfinite is None:
+            return None
+        step = int(jax.device_get(self._first_nonfinite))
+        return step or None
 
     def eval_step(self, params: Any, batch: Batch) -> dict[str, jax.Array]:
         """Loss and metrics of a batch without dropout."""
@@ -109,7 +133,8 @@ class Trainer:
         batch = {name: jax.ShapeDtypeStruct(shape, jnp.int32, sharding=self.batch_shardings[name])
                  for name, shape in self.input_shapes.items()}
         with self.partitioner.context():
-            return self._train.lower(self.abstract_sharded_state(), batch, self.dropout_key)
+            return self._train.lower(self.abstract_sharded_state(), batch, self.dropout_key,
+                                     jax.ShapeDtypeStruct((), jnp.int32, sharding=self.partitioner.replicated()))
 
     # ------------------------------------------------------------------ traced functions
 
@@ -123,14 +148,18 @@ class Trainer:
         loss, metrics = self.model.loss_fn(params, batch, None)
         return {**_scalars(metrics), "loss": loss}
 
-    def _train_fn(self, state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+    def _train_fn(self, state: TrainState, batch: Batch, key: jax.Array,
+                  first_nonfinite: jax.Array) -> tuple[TrainState, dict[str, jax.Array], jax.Array]:
         rng = jax.random.fold_in(key, state.step)
         loss, metrics, grads = self._accumulate_grads(state.params, batch, rng)
         new_state = state.apply_gradients(grads, self.optimizer)
-        metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+        grad_norm = optax.global_norm(grads)
+        metrics = {**metrics, "loss": loss, "grad_norm": grad_norm}
         if self.learning_rate_fn is not None:
             metrics["learning_rate"] = jnp.asarray(self.learning_rate_fn(state.step), jnp.float32)
-        return new_state, metrics
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(new_state.params)
+        first_nonfinite = jnp.where((first_nonfinite == 0) & ~finite, new_state.step, first_nonfinite)
+        return new_state, metrics, first_nonfinite
 
     def _accumulate_grads(self, params: Any, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict, Any]:
         grad_fn = jax.value_and_grad(self.model.loss_fn, has_aux=True)
@@ -177,3 +206,8 @@ class Trainer:
 def _scalars(metrics: Mapping[str, Any] | None) -> dict[str, jax.Array]:
     """The model's metrics as float32 scalars (non-scalar entries are summed)."""
     return {name: jnp.sum(jnp.asarray(value, jnp.float32)) for name, value in (metrics or {}).items()}
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    """Whether every element of every array in `tree` is finite (a bool scalar)."""
+    return jnp.stack([jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(tree)]).all()

@@ -33,16 +33,11 @@ def token_lengths(task_name: str, split: str) -> dict[str, np.ndarray]:
                         dtype=np.int64) for f in FEATURES}
 
 
-def length_table(task_names: Iterable[str] | None = None,
-                 splits: Sequence[str] = sources.SPLITS) -> list[dict]:
+def length_table(task_names: Iterable[str], splits: Sequence[str] = sources.SPLITS) -> list[dict]:
     """Rows {task, split, feature, n, p50, p95, p99, max} for each task, split and feature.
 
-    With `task_names=None`, every registered t5x_cot task whose data is present; tasks
-    whose CoT records file is missing are skipped with a log line.
+    Tasks whose CoT records file is missing are skipped with a log line.
     """
-    if task_names is None:
-        from t5x_cot.tasks import registry  # pylint: disable=import-outside-toplevel
-        task_names = registry.task_names()
     table = []
     for name in task_names:
         source = _source(name)

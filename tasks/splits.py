@@ -19,7 +19,7 @@ FRACTIONS = {"frac12": 0.125, "frac25": 0.25, "frac50": 0.5}
 
 def unit_hash(key: str, salt: str) -> float:
     """A uniform number in [0, 1) determined by `salt` and `key` (stable across runs)."""
-    digest = hashlib.sha256(f"{salt}:{key}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 

@@ -17,8 +17,8 @@ import hashlib
 import pathlib
 
 import seqio
-from etils import epath
 import tensorflow_datasets as tfds
+from etils import epath
 
 from t5x_cot.data import DataError
 from t5x_cot.tasks import sources

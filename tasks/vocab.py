@@ -13,13 +13,14 @@ import gin
 import seqio
 import tensorflow as tf
 
+from t5x_cot.errors import UserError
 
 PUBLIC_VOCABULARY = "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
 EXTRA_IDS = 100
 ENV_VAR = "T5X_COT_VOCAB"
 
 
-class VocabularyError(ValueError):
+class VocabularyError(UserError, ValueError):
     """The SentencePiece model file cannot be read or is not a SentencePiece model."""
 
 
@@ -38,9 +39,12 @@ def vocabulary_path(path: str | None = None) -> str:
     return PUBLIC_VOCABULARY
 
 
-def check_readable(path: str) -> str:
-    """Returns `path` when it is a readable SentencePiece model, else raises VocabularyError."""
-    hint = f"set {ENV_VAR} or the gin binding vocabulary_path.path to a T5 sentencepiece.model"
+TASK_HINT = f"set {ENV_VAR} or the gin binding vocabulary_path.path to a T5 sentencepiece.model"
+
+
+def check_readable(path: str, hint: str = TASK_HINT) -> str:
+    """Returns `path` when it is a readable SentencePiece model, else raises VocabularyError
+    (naming the path, the reason and `hint`)."""
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             blob = f.read()

@@ -17,9 +17,9 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 def main(process_id: int, port: int, model_dir: str) -> None:
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
     import jax.numpy as jnp
-
     import synthetic_task
     import train_helpers
+
     from t5x_cot import data_pipeline, train
     from t5x_cot.partitioning import Partitioner
 

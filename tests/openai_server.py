@@ -9,6 +9,9 @@ It misbehaves on command. Transient faults (the client should retry them):
   "429" (with Retry-After), "500" (its body echoes the Authorization header when
   `echo_auth`, like a careless proxy), "stall" (no reply for `stall_s`), "truncate" (half a
   JSON body, then close), "reset" (TCP RST).
+Rejections (the client must stop at once, not retry): "400", "401", "403", "404"; and with
+`api_key` set, every request whose Authorization is not "Bearer <api_key>" gets a 401 (its
+message echoes the header when `echo_auth`).
 Content faults (a reply the filter should drop):
   "wrong" (a wrong final answer), "none" (no final answer), "length" (cut off,
   finish_reason "length").
@@ -33,6 +36,7 @@ import threading
 from collections.abc import Mapping
 
 TRANSIENT = ("429", "500", "stall", "truncate", "reset")
+REJECTIONS = ("400", "401", "403", "404")
 CONTENT = ("wrong", "none", "length")
 _HINT = re.compile(r"\nHint: the correct answer is (.*)\.\s*\nA:\s*$")
 
@@ -82,7 +86,7 @@ class OpenAIServer:
                  content: Mapping[str, float] | None = None, seed: int = 0,
                  stall_s: float = 2.0, retry_after: str = "0", supports_n: bool = True,
                  distinct: int = 1, answers: Mapping[str, str] | None = None,
-                 latency: float = 0.0, echo_auth: bool = False):
+                 latency: float = 0.0, echo_auth: bool = False, api_key: str | None = None):
         self.transient = dict(transient or {})
         self.content = dict(content or {})
         self.seed = seed
@@ -93,6 +97,7 @@ class OpenAIServer:
         self.answers = dict(answers or {})
         self.latency = latency
         self.echo_auth = echo_auth
+        self.api_key = api_key
         self.queue: collections.deque[str] = collections.deque()
         self.stats: collections.Counter[str] = collections.Counter()
         self.authorization: set[str] = set()
@@ -108,7 +113,7 @@ class OpenAIServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> "OpenAIServer":
+    def start(self) -> OpenAIServer:
         ready = threading.Event()
 
         def serve() -> None:
@@ -135,7 +140,7 @@ class OpenAIServer:
             self._thread.join(10)
             self._loop = None
 
-    def __enter__(self) -> "OpenAIServer":
+    def __enter__(self) -> OpenAIServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -144,7 +149,7 @@ class OpenAIServer:
     def command(self, *faults: str) -> None:
         """Apply these faults, in order, to the next requests."""
         for fault in faults:
-            if fault not in TRANSIENT + CONTENT:
+            if fault not in TRANSIENT + REJECTIONS + CONTENT:
                 raise ValueError(f"unknown fault {fault!r}")
         self._loop.call_soon_threadsafe(self.queue.extend, faults)
 
@@ -160,6 +165,10 @@ class OpenAIServer:
 
     def respond(self, path: str, body: bytes, auth: str = "") -> tuple[str, int, bytes]:
         """Decide the fault (or none) and build the reply: (fault, status, body)."""
+        echo = f" (request had Authorization: {auth})" if self.echo_auth else ""
+        if self.api_key is not None and auth != f"Bearer {self.api_key}":
+            message = "Incorrect API key provided" + echo
+            return "401", 401, json.dumps({"error": {"message": message}}).encode()
         chat = path.endswith("/chat/completions")
         if not chat and not path.endswith("/completions"):
             return "", 404, b'{"error": {"message": "not found"}}'
@@ -176,8 +185,9 @@ class OpenAIServer:
             self.transient, _unit(self.seed, "t", attempt_key, self._attempts[attempt_key]))
         if fault == "429":
             return fault, 429, b'{"error": {"message": "rate limited"}}'
+        if fault in REJECTIONS:
+            return fault, int(fault), json.dumps({"error": {"message": f"rejected{echo}"}}).encode()
         if fault == "500":
-            echo = f" (request had Authorization: {auth})" if self.echo_auth else ""
             return fault, 500, json.dumps({"error": {"message": "internal error" + echo}}).encode()
         if fault in ("stall", "truncate", "reset"):
             return fault, 200, b""
@@ -272,8 +282,8 @@ class _Protocol(asyncio.Protocol):
             transport.write(head + full)
             transport.close()
             return
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
-                  500: "Internal Server Error"}[status]
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+                  404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}[status]
         extra = f"Retry-After: {srv.retry_after}\r\n" if status == 429 else ""
         head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{extra}"
                 f"Content-Length: {len(payload)}\r\n\r\n").encode()

@@ -11,8 +11,8 @@ import sys
 
 import jax
 import numpy as np
-
 import train_helpers
+
 from t5x_cot import optimizers
 from t5x_cot.partitioning import Partitioner
 from t5x_cot.trainer import Trainer

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
-from t5x_cot import checkpoints, optimizers
+from t5x_cot import checkpoints, optimizers, train_checkpoints
 from t5x_cot.train_state import TrainState
 
 
@@ -67,7 +67,7 @@ def test_model_dir_with_other_config_is_refused(tmp_path: pathlib.Path) -> None:
 def test_train_checkpointer_keeps_n_and_restores_state_and_data_position(tmp_path: pathlib.Path) -> None:
     optimizer = optimizers.adafactor(1e-2, min_dim_size_to_factor=8)
     state = TrainState.create(jax.tree.map(jax.numpy.asarray, _params()), optimizer)
-    manager = checkpoints.TrainCheckpointer(tmp_path, period=2, keep=2)
+    manager = train_checkpoints.TrainCheckpointer(tmp_path, period=2, keep=2)
     for step in (2, 4, 6):
         state = state.apply_gradients(jax.tree.map(jax.numpy.ones_like, state.params), optimizer)
         manager.save(step, state, {"batches": step})

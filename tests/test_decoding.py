@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from t5x_cot.decoding import beam, sampling
-from t5x_cot.model.layers import first_argmax
 from t5x_cot.decoding.state import EOS_ID
+from t5x_cot.model.layers import first_argmax
 
 VOCAB = 7
 MAX_LEN = 6

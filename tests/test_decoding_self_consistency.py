@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from decoding_helpers import BATCH_SIZE, INPUT_LENGTH, MAX_DECODE_LENGTH, TEMPERATURE, TOP_K, tiny_model  # noqa: E402  pylint: disable=wrong-import-order
 
 from t5x_cot.decoding import self_consistency
 from t5x_cot.decoding.codec import SentencePieceCodec
 from t5x_cot.decoding.generate import generate_from_tokens
-from t5x_cot.decoding.state import EOS_ID
 from t5x_cot.decoding.predict import DecodeConfig, Predictor
+from t5x_cot.decoding.state import EOS_ID
 from t5x_cot.partitioning import Partitioner
-
-from decoding_helpers import (  # noqa: E402  pylint: disable=wrong-import-order
-    BATCH_SIZE, INPUT_LENGTH, MAX_DECODE_LENGTH, TEMPERATURE, TOP_K, tiny_model)
 
 
 def _texts(answers: list[str | None]) -> list[str]:

@@ -14,10 +14,11 @@ import pytest
 from t5x_cot import cli
 from t5x_cot.data import Example
 from t5x_cot.data.records import read_records
-from t5x_cot.demo import arithmetic, data, report, teacher
+from t5x_cot.demo import analysis, arithmetic, data, rationales, report, teacher
+from t5x_cot.errors import UserError
 
 QUICK_TEST = 16  # questions per test set in --quick mode
-STEPS = (2, 3, 4, 5, 6)
+STEPS = (2, 3, 4, 5, 6, 7)
 STUDENTS = ("answer_only", "cot", "cot_calculator")
 
 
@@ -58,7 +59,7 @@ def test_quick_demo_writes_results(quick_run):
                for r in rows)
 
     header = ("| student | 2 steps (in) | 3 steps (in) | 4 steps (in) | 5 steps (OOD) | "
-              "6 steps (OOD) |")
+              "6 steps (OOD) | 7 steps (OOD) |")
     table = (out / "results.md").read_text("utf-8")
     assert table.count(header) == 3 and "## Seed 0" in table and "## Seed 1" in table
     assert header in printed and "seed 1:" in printed
@@ -68,7 +69,11 @@ def test_quick_demo_writes_results(quick_run):
     assert "wall time:" in printed and "train cot" in printed and "CPU" in printed
     assert "CoT + calculator vs answer only:" in printed
     assert "out of distribution the CoT student" in printed
-
+    assert "in distribution (mean over seeds and steps 2/3/4)" in printed
+    for text in (table, printed):  # the first-error table: one row per CoT student and size
+        assert "## Where the rationales first go wrong" in text
+        assert sum(line.startswith(("| CoT | ", "| CoT + calculator | "))
+                   for line in text.splitlines()) == 3 * 2 + 2 * len(STEPS)
 
 @pytest.mark.slow
 def test_quick_demo_teacher_filter_and_predictions(quick_run):
@@ -81,7 +86,8 @@ def test_quick_demo_teacher_filter_and_predictions(quick_run):
     assert len(records) == summary["kept"]
     for record in records:  # every kept rationale is the right computation
         problem = arithmetic.parse_question(record["question"])
-        assert record["correct"] and record["rationale"] == arithmetic.rationale(problem)
+        assert record["correct"] and record["rationale"] == rationales.write(
+            problem, data.ARITHMETIC.rationale_style)
     assert f"{summary['kept']} kept" in printed
 
     lines = [json.loads(line) for line in
@@ -137,8 +143,8 @@ def test_problems_round_trip_through_their_text():
         assert str(problem.answer) == example.answer
         assert len(problem.steps) in (2, 3, 4)
         assert all(0 <= t <= 99 for t in problem.totals())
-        assert example.rationale == arithmetic.rationale(problem)
-    assert arithmetic.rationale(arithmetic.Problem(23, (("+", 45), ("-", 17)))) == (
+        assert example.rationale == rationales.write(problem)
+    assert rationales.write(arithmetic.Problem(23, (("+", 45), ("-", 17))), "equations") == (
         "23 + 45 = <<23+45=68>>68. 68 - 17 = <<68-17=51>>51.")
     question = arithmetic.question_text(arithmetic.Problem(23, (("+", 5),)), random.Random(0))
     assert question.endswith("have?") and " 23 " in question and " 5 " in question
@@ -151,6 +157,57 @@ def test_problems_round_trip_through_their_text():
 def test_parse_question_rejects_other_text(text):
     with pytest.raises(arithmetic.QuestionFormatError):
         arithmetic.parse_question(text)
+
+
+QUESTION = ("Ann has 7 marbles. She sells 3. She finds 9 more. She loses 2. "
+            "How many marbles does she have?")
+
+
+def test_rationale_designs_make_each_step_findable():
+    problem = arithmetic.parse_question(QUESTION)
+    assert rationales.write(problem, "equations") == (
+        "7 - 3 = <<7-3=4>>4. 4 + 9 = <<4+9=13>>13. 13 - 2 = <<13-2=11>>11.")
+    assert rationales.write(problem, "clauses") == (
+        "She sells 3: 7 - 3 = <<7-3=4>>4. She finds 9 more: 4 + 9 = <<4+9=13>>13. "
+        "She loses 2: 13 - 2 = <<13-2=11>>11. How many marbles does she have?")
+    assert rationales.write(problem, "window") == (
+        "Ann has 7 marbles. She sells 3: 7 - 3 = <<7-3=4>>4. She sells 3. She finds 9 more: "
+        "4 + 9 = <<4+9=13>>13. She finds 9 more. She loses 2: 13 - 2 = <<13-2=11>>11. "
+        "She loses 2. How many marbles does she have?")
+    assert rationales.write(problem, "remaining", totals=[4, 14, 12]) == (
+        "7 - 3 = <<7-3=4>>4. She has 4. She finds 9 more. She loses 2. "
+        "4 + 9 = <<4+9=14>>14. She has 14. She loses 2. 14 - 2 = <<14-2=12>>12. She has 12.")
+    with pytest.raises(ValueError, match="needs the question's sentences"):
+        rationales.write(arithmetic.Problem(7, (("-", 3),)), "remaining")
+    with pytest.raises(ValueError, match="unknown rationale style 'prose'"):
+        rationales.write(problem, "prose")
+    examples = arithmetic.generate(20, 6, seed=3, split="test", style="remaining")
+    for example in examples:  # after each total, the sentences not used yet, in order
+        clauses = arithmetic.parse_question(example.question).clauses
+        for k, part in enumerate(example.rationale.split(">>")[1:]):
+            rest = (part.split(". ", 2) + [""])[2]
+            assert rest.startswith(" ".join(clauses[k + 1:]))
+
+
+def test_rationale_option_per_task():
+    assert data.with_rationale(data.ARITHMETIC, None) is data.ARITHMETIC
+    assert data.with_rationale(data.ARITHMETIC, "clauses").rationale_style == "clauses"
+    assert data.with_rationale(data.COINFLIP, "exemplar").rationale_style == "exemplar"
+    with pytest.raises(UserError, match="'remaining' is not one of the coinflip designs"):
+        data.with_rationale(data.COINFLIP, "remaining")
+
+
+@pytest.mark.parametrize("generated, expected", [
+    ("7 - 3 = <<7-3=4>>4. 4 + 9 = <<4+9=13>>13. 13 - 2 = <<13-2=11>>11.", (analysis.RIGHT, None)),
+    ("<<7-3=4>>4. <<4+9=13>>13.", ("stopped early", 3)),
+    ("<<7-3=4>>4. <<4-2=2>>2.", ("skipped a sentence", 2)),
+    ("<<7-3=4>>4. <<4-3=1>>1.", ("repeated a sentence", 2)),
+    ("<<7-3=4>>4. <<4+8=12>>12.", ("wrong amount", 2)),
+    ("<<7-3=4>>4. <<5+9=14>>14.", ("wrong total carried", 2)),
+    ("<<7-3=5>>5.", ("wrong result", 1)),
+    ("<<7-3=4>> <<4+9=13>> <<13-2=11>> <<11-2=9>>", ("extra steps", 4))])
+def test_first_error_names_the_first_wrong_step(generated, expected):
+    assert analysis.first_error(QUESTION, generated) == expected
 
 
 def test_teacher_slips_carry_to_a_wrong_answer():

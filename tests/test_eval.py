@@ -4,12 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from decoding_helpers import MAX_DECODE_LENGTH, SHAPE_FLAGS, TINY_GIN, save_tiny_checkpoint  # noqa: E402  pylint: disable=wrong-import-order
 
 from t5x_cot import eval as eval_lib
 from t5x_cot import infer as infer_lib
-
-from decoding_helpers import (  # noqa: E402  pylint: disable=wrong-import-order
-    MAX_DECODE_LENGTH, SHAPE_FLAGS, TINY_GIN, save_tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from decoding_helpers import SHAPE_FLAGS, TINY_GIN, save_tiny_checkpoint  # noqa: E402  pylint: disable=wrong-import-order
 
 from t5x_cot import infer
 from t5x_cot.data.example import DataError
-
-from decoding_helpers import (  # noqa: E402  pylint: disable=wrong-import-order
-    SHAPE_FLAGS, TINY_GIN, save_tiny_checkpoint)
 
 GOOD = {"id": "q1", "question": "A coin is heads up. Ann flips the coin. Is the coin still heads up?",
         "answer": "no", "task": "coinflip"}

@@ -7,6 +7,7 @@ import json
 import jax
 import numpy as np
 import pytest
+from decoding_helpers import BATCH_SIZE, INPUT_LENGTH, MAX_DECODE_LENGTH, tiny_model  # noqa: E402
 
 from t5x_cot.data_pipeline import DatasetConfig
 from t5x_cot.decoding import predict
@@ -15,8 +16,6 @@ from t5x_cot.decoding.predict import DecodeConfig, Predictor
 from t5x_cot.decoding.sampling import trim
 from t5x_cot.decoding.state import EOS_ID
 from t5x_cot.inference_evaluation import InferenceEvaluator, padded_prediction, prediction_fields, score_function
-
-from decoding_helpers import BATCH_SIZE, INPUT_LENGTH, MAX_DECODE_LENGTH, tiny_model  # noqa: E402
 
 NUM_EXAMPLES = 6
 LENGTHS = {"inputs": INPUT_LENGTH, "targets": MAX_DECODE_LENGTH}

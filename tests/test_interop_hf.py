@@ -16,11 +16,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from hf_parity import GREEDY_STEPS, PAD, Ours, hf_model, hf_outputs, max_errors, padded_batch  # noqa: E402
+
 from t5x_cot.interop.hf_export import export_hf  # noqa: E402
 from t5x_cot.interop.hf_import import load_hf  # noqa: E402
 from t5x_cot.interop.hf_mapping import tensor_maps  # noqa: E402
 from t5x_cot.interop.layout import flatten, param_shapes, unflatten  # noqa: E402
-from hf_parity import GREEDY_STEPS, PAD, Ours, hf_model, hf_outputs, max_errors, padded_batch  # noqa: E402
 
 TOLERANCE = 1e-4
 HF_CONFIGS = {

@@ -15,11 +15,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from hf_parity import Ours, hf_model, hf_outputs, max_errors, padded_batch  # noqa: E402
+
 from t5x_cot.interop.errors import ConversionError  # noqa: E402
 from t5x_cot.interop.hf_export import export_hf  # noqa: E402
 from t5x_cot.interop.hf_import import load_hf  # noqa: E402
 from t5x_cot.interop.hf_mapping import activations_to_hf, config_from_hf  # noqa: E402
-from hf_parity import Ours, hf_model, hf_outputs, max_errors, padded_batch  # noqa: E402
 
 TOLERANCE = 1e-4
 SMALL = dict(d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4)

@@ -12,6 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from hf_parity import Ours, hf_model, padded_batch  # noqa: E402
+
 from t5x_cot.decoding.predict import DecodeConfig, Predictor  # noqa: E402
 from t5x_cot.interop.convert import convert  # noqa: E402
 from t5x_cot.interop.hf_export import export_hf  # noqa: E402
@@ -19,7 +21,6 @@ from t5x_cot.interop.hf_import import load_hf  # noqa: E402
 from t5x_cot.interop.ours_io import open_ours  # noqa: E402
 from t5x_cot.interop.safetensors_io import SafetensorsReader  # noqa: E402
 from t5x_cot.model.losses import compute_weighted_cross_entropy  # noqa: E402
-from hf_parity import Ours, hf_model, padded_batch  # noqa: E402
 
 VOCAB = 129
 FIELDS = dict(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,

@@ -32,7 +32,7 @@ def test_two_processes_train_and_write_one_consistent_checkpoint(tmp_path: pathl
     procs = [subprocess.Popen([sys.executable, str(TESTS / "multihost_worker.py"), str(i), str(port), str(model_dir)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outputs = [proc.communicate(timeout=240) for proc in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-3000:]
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     assert [r["process"] for r in results] == [0, 1]

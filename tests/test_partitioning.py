@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 from jax.sharding import PartitionSpec as P
 
 from t5x_cot import optimizers, partitioning
@@ -50,3 +51,22 @@ def test_adafactor_state_axes_follow_reduced_param_axes() -> None:
     assert factored.count == P()
     assert jax.tree.structure(state_axes, is_leaf=lambda x: isinstance(x, P)) == jax.tree.structure(
         jax.tree.map(lambda _: P(), state), is_leaf=lambda x: isinstance(x, P))
+
+
+def test_ici_dcn_mesh_shapes_make_data_span_the_slices() -> None:
+    """T5X's (replica, data, model) shapes: replica and data form the data axis."""
+    devices = jax.devices()[:1] * 1
+    mesh = partitioning.create_mesh(devices=devices, ici_mesh_shape=(1, 1, 1), dcn_mesh_shape=(1, 1, 1))
+    assert dict(mesh.shape) == {"data": 1, "model": 1}
+    with pytest.raises(ValueError, match="go together"):
+        partitioning.create_mesh(devices=devices, ici_mesh_shape=(1, 1))
+    with pytest.raises(ValueError, match="devices, but there are 1"):
+        partitioning.create_mesh(devices=devices, ici_mesh_shape=(2, 1), dcn_mesh_shape=(1, 1))
+
+
+def test_target_devices_are_the_default_of_a_partitioner() -> None:
+    one = jax.devices()[:1]
+    with partitioning.target_devices(one):
+        assert partitioning.default_devices() == one
+        assert list(partitioning.Partitioner().mesh.devices.flat) == one
+    assert partitioning.default_devices() == jax.devices()

@@ -5,8 +5,8 @@ import dataclasses
 
 import jax
 import pytest
-
 import train_helpers
+
 from t5x_cot import cli, optimizers, plan
 from t5x_cot.model import network
 from t5x_cot.partitioning import Partitioner
@@ -90,3 +90,34 @@ def test_recommended_remat_and_scan_settings_follow_device_memory_and_save_memor
     plain, recomputed = compiled_temp_bytes({"remat_policy": "none", "scan_layers": False}), compiled_temp_bytes(remat)
     print(f"compiled temporaries: {plain} B without remat, {recomputed} B with full remat over scanned layers")
     assert recomputed < 0.8 * plain
+
+
+def test_plan_reads_t5x_gin_files(capsys: pytest.CaptureFixture) -> None:
+    code = cli.main(["plan", "--gin_file=t5x/examples/t5/t5_1_1/small.gin",
+                     "--gin_file=t5x/configs/runs/finetune.gin", "--devices", "8"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "params: 76,961,152" in out and "batch: 128 global" in out  # T5X's BATCH_SIZE
+
+
+def test_fsdp_plan_counts_the_gathered_layer_and_the_update() -> None:
+    model = train_helpers.tiny_model(emb_dim=256, num_heads=4, head_dim=64, mlp_dim=512)
+    axes = network.param_logical_axes(model.config)
+    kwargs = dict(mesh_shape={"data": 8, "model": 1}, batch_size=64, lengths=(64, 32))
+    fsdp = plan.build_plan(model, axes, rules="fsdp", **kwargs).memory
+    standard = plan.build_plan(model, axes, rules="standard", **kwargs).memory
+    assert standard.gathered_layer == 0 and standard.update_temporaries == standard.params
+    # a decoder layer: 2 attention blocks of 4 x 256 x 256 and the gated MLP 3 x 256 x 512, float32, twice
+    assert fsdp.gathered_layer == 2 * 4 * (2 * 4 * 256 * 256 + 3 * 256 * 512)
+    assert fsdp.total == (fsdp.params + fsdp.optimizer_state + fsdp.gradients + fsdp.update_temporaries
+                          + fsdp.gathered_layer + fsdp.activations)
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("libtpu") is None, reason="needs libtpu")
+def test_plan_on_a_tpu_topology_takes_mesh_and_memory_from_it(capsys: pytest.CaptureFixture) -> None:
+    code = cli.main(["plan", "--gin_file=t5x/examples/t5/t5_1_1/small.gin", "--gin_file=t5x/configs/runs/finetune.gin",
+                     "--gin_bindings=TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 32}", "--topology", "v5e-16"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "topology: v5e-16 (v5e:4x4), 16 x TPU v5 lite" in out and "mesh: data=16 x model=1" in out
+    assert "device memory     16.00 GiB" in out

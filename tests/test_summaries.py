@@ -47,3 +47,22 @@ def test_h100_and_h200_use_the_dense_bf16_spec_peak():
 
 def test_measured_matmul_is_a_positive_rate():
     assert summaries.measured_matmul_flops(n=128, repeats=2) > 1e6
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path: pathlib.Path):
+    jsonl = tmp_path / "train_metrics.jsonl"
+    jsonl.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(1, 6)) + '{"step": 6, "lo')
+    logger = summaries.MetricLogger(tmp_path, total_steps=5, start_step=3, log_every=1, stream=io.StringIO())
+    for step in (4, 5):
+        logger.add(step, {"loss": jnp.asarray(2.0)}, real_tokens=1, padded_tokens=1)
+    logger.close()
+    logged = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert [(x["step"], x["loss"]) for x in logged] == [(1, 1.0), (2, 1.0), (3, 1.0), (4, 2.0), (5, 2.0)]
+
+
+def test_training_eval_scalars_go_to_their_own_folder(tmp_path: pathlib.Path):
+    logger = summaries.MetricLogger(tmp_path, total_steps=1, start_step=0, stream=io.StringIO())
+    logger.scalars(1, {"loss": 0.5}, writer="training_eval/my_task")
+    logger.close()
+    assert list((tmp_path / "training_eval" / "my_task").glob("events.out.tfevents.*"))
+    assert json.loads((tmp_path / "train_metrics.jsonl").read_text()) == {"step": 1, "training_eval/my_task/loss": 0.5}

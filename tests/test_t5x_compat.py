@@ -119,8 +119,8 @@ def test_t5x_bindings_take_effect(data_dir: pathlib.Path) -> None:
 
 @pytest.mark.needs_data
 @pytest.mark.parametrize(("binding", "expected"), [
-    ("adafactor.Adafactor.global_norm_clip_threshold=1.0", "use clipping_threshold"),
-    ("partitioning.PjitPartitioner.ici_mesh_shape=[1, 1]", "set num_partitions or model_parallel_submesh"),
+    ("adafactor.Adafactor.skip_nan_updates=True", r"TerminateOnNanAction"),
+    ("utils.RestoreCheckpointConfig.use_gda=False", "always restored as jax.Arrays"),
     ("utils.SaveCheckpointConfig.dtype='bfloat16'", "t5x-cot convert"),
     ("utils.DatasetConfig.use_custom_packing_ops=True", "seqio's own packing"),
 ])
@@ -205,16 +205,19 @@ def test_public_vocab_path_resolves_to_the_checked_local_copy(data_dir: pathlib.
     import seqio
 
     from t5x_cot.t5x_compat import vocab
+    from t5x_cot.tasks.vocab import VocabularyError
 
     public = seqio.SentencePieceVocabulary("gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model")
     local = vocab.localize(public)
     assert local.sentencepiece_model_file == str(data_dir / "vocab" / "t5_spiece.model")
     assert local.vocab_size == 32100 and local.decode(local.encode("The answer is 7.")) == "The answer is 7."
-    # A local copy whose checksum does not match is never used.
+    # A local copy whose checksum does not match is never used: the public path is refused, saying how.
     (tmp_path / "vocab").mkdir()
     (tmp_path / "vocab" / "t5_spiece.model").write_bytes(b"not the model")
     monkeypatch.setenv("T5X_COT_DATA_DIR", str(tmp_path))
-    assert vocab.localize(public) is public
+    with pytest.raises(VocabularyError, match=r"cc_all.32000.100extra/sentencepiece.model is not reachable.*"
+                                              r"copy it to \$T5X_COT_DATA_DIR/vocab/t5_spiece.model"):
+        vocab.localize(public)
 
 
 @pytest.mark.needs_data

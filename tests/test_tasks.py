@@ -14,10 +14,10 @@ import pytest
 seqio = pytest.importorskip("seqio")
 import gin  # noqa: E402
 
+import t5x_cot.tasks  # noqa: E402,F401  (registers the tasks)
 from t5x_cot import answers, gin_utils  # noqa: E402
 from t5x_cot.data import DataError  # noqa: E402
 from t5x_cot.data.records import write_records  # noqa: E402
-import t5x_cot.tasks  # noqa: E402,F401  (registers the tasks)
 from t5x_cot.tasks import lengths, registry, sources, splits, vocab  # noqa: E402
 
 pytestmark = pytest.mark.needs_data

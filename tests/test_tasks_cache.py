@@ -6,8 +6,8 @@ import pytest
 seqio = pytest.importorskip("seqio")
 pytest.importorskip("apache_beam", reason="caching needs apache-beam (pip install --no-deps -r requirements-beam.txt)")
 
-from t5x_cot.tasks import cache  # noqa: E402
 import t5x_cot.tasks  # noqa: E402,F401  (registers the tasks)
+from t5x_cot.tasks import cache  # noqa: E402
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.slow]
 

@@ -5,9 +5,9 @@ import pytest
 
 seqio = pytest.importorskip("seqio")
 
+import t5x_cot.tasks  # noqa: E402,F401  (registers the tasks)
 from t5x_cot import calculator  # noqa: E402
 from t5x_cot.tasks import metrics  # noqa: E402
-import t5x_cot.tasks  # noqa: E402,F401  (registers the tasks)
 
 pytestmark = pytest.mark.needs_data
 

@@ -7,8 +7,7 @@ import time
 import pytest
 from openai_server import OpenAIServer
 
-from t5x_cot.teacher.client import (ClientConfig, EndpointError, EndpointUnavailable,
-                                    SamplingParams, TeacherClient)
+from t5x_cot.teacher.client import ClientConfig, EndpointError, EndpointUnavailable, SamplingParams, TeacherClient
 from t5x_cot.teacher.ratelimit import RateLimiter
 
 PROMPT = "Q: What is 2 + 3?\nHint: the correct answer is 5.\nA:"

@@ -6,8 +6,7 @@ import json
 import pytest
 
 from t5x_cot.data.example import DataError
-from t5x_cot.data.records import (RECORD_FIELDS, iter_jsonl, open_append, read_records,
-                                  write_records)
+from t5x_cot.data.records import RECORD_FIELDS, iter_jsonl, open_append, read_records, write_records
 from t5x_cot.teacher.store import CompletionStore, completion_key
 
 

@@ -31,6 +31,11 @@ def _synthetic_command(model_dir: pathlib.Path, steps: int) -> list[str]:
             f"--gin.TRAIN_STEPS={steps}", "--gin.CheckpointConfig.period=5", "--gin.train.log_every=1"]
 
 
+def _logged_steps(model_dir: pathlib.Path) -> list[int]:
+    lines = (model_dir / "train_metrics.jsonl").read_text().splitlines()
+    return [record["step"] for record in map(json.loads, lines) if "loss" in record]
+
+
 def _losses(model_dir: pathlib.Path) -> dict[int, float]:
     """Per-step losses; a step logged twice (before a crash and after resuming) keeps the last."""
     lines = (model_dir / "train_metrics.jsonl").read_text().splitlines()
@@ -64,6 +69,7 @@ def test_kill_9_then_rerun_resumes_with_identical_losses(tmp_path: pathlib.Path)
     expected, got = _losses(reference), _losses(crashed)
     assert sorted(got) == sorted(expected) == list(range(1, steps + 1))
     assert {step: got[step] for step in expected} == expected
+    assert _logged_steps(crashed) == list(range(1, steps + 1))  # resumed steps are not logged twice
 
 
 @pytest.mark.slow
@@ -87,7 +93,7 @@ def test_documented_command_trains_coinflip_and_rerun_resumes(tmp_path: pathlib.
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: pathlib.Path) -> None:
+def test_a_second_trainer_is_refused_and_sigterm_saves_and_exits_cleanly(tmp_path: pathlib.Path) -> None:
     model_dir = tmp_path / "preempted"
     proc = subprocess.Popen(_synthetic_command(model_dir, 100_000), cwd=REPO, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -96,9 +102,52 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: pathlib.Path) ->
         if (model_dir / "train_metrics.jsonl").is_file() and _losses(model_dir) and max(_losses(model_dir)) >= 3:
             break
         time.sleep(0.05)
+    second = subprocess.run(_synthetic_command(model_dir, 100_000), cwd=REPO, env=_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert second.returncode == 2
+    assert second.stderr.strip().splitlines()[-1].startswith(
+        f"error: MODEL_DIR {model_dir} is in use by another trainer (host ")
+    assert f"pid {proc.pid}," in second.stderr
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-3000:]
     saved = max(checkpoints.step_dirs(model_dir))
     assert f"SIGTERM: saving step {saved} and exiting" in out
     assert saved == max(_losses(model_dir))
+
+
+@pytest.mark.slow
+def test_nan_training_stops_naming_the_step_and_saves_nothing_non_finite(tmp_path: pathlib.Path) -> None:
+    model_dir = tmp_path / "diverged"
+    command = [*_synthetic_command(model_dir, 12), "--gin.train.log_every=4",
+               "--gin.optimizers.create_learning_rate_scheduler.base_learning_rate=1e9"]
+    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training diverged: the loss, gradients or params became NaN or Inf at step ")
+    assert "Traceback" not in result.stderr
+    bad_step = int(last.split(" at step ")[1].split()[0])
+    assert all(step < bad_step for step in checkpoints.step_dirs(model_dir))
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("--gin.BATCH_SIZE=0", "DatasetConfig (train).batch_size (BATCH_SIZE)=0: expected a positive integer"),
+    ("--gin.TASK_FEATURE_LENGTHS={'inputs': 0, 'targets': 16}",
+     "TASK_FEATURE_LENGTHS)['inputs']=0: expected a positive integer"),
+    ("--gin.TRAIN_STEPS=-5", "TRAIN_STEPS (train.total_steps)=-5: expected an integer >= 0"),
+])
+def test_bad_run_numbers_are_refused_before_anything_runs(tmp_path: pathlib.Path, binding: str, message: str):
+    result = subprocess.run([*_synthetic_command(tmp_path / "x", 4), binding], cwd=REPO, env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and message in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_help_lists_the_gin_flags_with_the_absl_flags() -> None:
+    result = subprocess.run([sys.executable, "-m", "t5x_cot.train", "--help"], cwd=REPO, env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for flag in ("--gin_file", "--gin.NAME", "--gin_bindings", "--gin_search_paths", "--alsologtostderr",
+                 "--seqio_additional_cache_dirs"):
+        assert flag in result.stdout

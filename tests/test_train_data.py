@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-
 import synthetic_task
+
 from t5x_cot import data_pipeline
 
 CONFIG = data_pipeline.DatasetConfig(

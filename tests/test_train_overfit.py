@@ -6,8 +6,8 @@ import pathlib
 import jax
 import numpy as np
 import pytest
-
 import train_helpers
+
 from t5x_cot import data_pipeline, optimizers
 from t5x_cot.partitioning import Partitioner
 from t5x_cot.trainer import Trainer

@@ -64,9 +64,9 @@ def _print_task_lengths(data_dir: pathlib.Path, vocab: pathlib.Path) -> list[dic
 
     os.environ[DATA_DIR_ENV] = str(data_dir)
     os.environ.setdefault("T5X_COT_VOCAB", str(vocab))
-    from t5x_cot.tasks import lengths
+    from t5x_cot.tasks import lengths, registry
 
-    table = lengths.length_table()
+    table = lengths.length_table(registry.task_names())
     print("\nSeqIO task lengths in T5 tokens (EOS included):")
     print(lengths.format_length_table(table))
     return table

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 from t5x_cot.data import default_data_dir
+from t5x_cot.errors import UserError
 
 HELP = "fetch GSM8K, StrategyQA and the T5 SentencePiece model into a data dir (checksummed)"
 
@@ -60,7 +61,7 @@ MANIFEST: tuple[RemoteFile, ...] = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A file could not be fetched or did not match its checksum."""
 
 

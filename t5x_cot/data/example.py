@@ -4,8 +4,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from t5x_cot.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """Malformed input data. The message names the file, the line or index (or the tensor of a
     checkpoint), and the field.
 

@@ -21,9 +21,14 @@ import numpy as np
 from t5x_cot.decoding import beam, calculator_loop, sampling
 from t5x_cot.decoding.codec import SentencePieceCodec
 from t5x_cot.decoding.state import EOS_ID, DecodingState
+from t5x_cot.errors import UserError
 from t5x_cot.model import network
 
 STRATEGIES = ("greedy", "beam", "sample")
+
+
+class DecodeConfigError(UserError, ValueError):
+    """A decoding setting (DECODE_STRATEGY, NUM_SAMPLES, ...) the decoder cannot use."""
 
 
 @gin.configurable(module="decoding")
@@ -46,16 +51,16 @@ class DecodeConfig:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"DECODE_STRATEGY={self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+            raise DecodeConfigError(f"DECODE_STRATEGY={self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
         if self.num_samples < 1:
-            raise ValueError(f"NUM_SAMPLES={self.num_samples}; expected a positive integer")
+            raise DecodeConfigError(f"NUM_SAMPLES={self.num_samples}; expected a positive integer")
         if self.num_samples > 1 and self.strategy != "sample":
-            raise ValueError(f"NUM_SAMPLES={self.num_samples} needs DECODE_STRATEGY='sample', "
-                             f"got {self.strategy!r}")
+            raise DecodeConfigError(f"NUM_SAMPLES={self.num_samples} needs DECODE_STRATEGY='sample', "
+                                   f"got {self.strategy!r}")
         if self.use_calculator and self.strategy == "beam":
-            raise ValueError("USE_CALCULATOR works with greedy or sample decoding, not beam search")
+            raise DecodeConfigError("USE_CALCULATOR works with greedy or sample decoding, not beam search")
         if self.max_decode_length < 1 or self.num_beams < 1:
-            raise ValueError("max_decode_length and num_beams must be positive")
+            raise DecodeConfigError("max_decode_length and num_beams must be positive")
 
     @property
     def sampling_config(self) -> sampling.SamplingConfig:

@@ -1,15 +1,17 @@
 """`t5x-cot demo`: chain-of-thought distillation end to end on a CPU, stage by stage.
 
     t5x-cot demo [--task arithmetic|coinflip] [--objective cot|dsbs] [--seeds 2]
-                 [--out demo_out] [--quick]
+                 [--rationale DESIGN] [--out demo_out] [--quick]
 
 One module per stage, each calling the entry points a user calls:
 
 1. `data`: the questions. Default: GSM8K-style arithmetic word problems (`arithmetic`),
-   2-4 steps in training, 2-4 (in distribution) and 5-6 steps (out of distribution) in test.
+   1-4 steps in training, 2-4 (in distribution) and 5-7 steps (out of distribution) in test.
    `--task coinflip`: Wei et al.'s Coinflip, 2 people in training, 2/3/4 in test.
 2. `teacher`: a symbolic teacher writes a rationale for every training question, 10% of
-   them deliberately wrong; the project's answer filter drops those.
+   them deliberately wrong; the project's answer filter drops those. `--rationale` picks
+   its design (`rationales`: `equations`, `clauses`, `remaining` for the arithmetic
+   problems; `trace`, `exemplar` for Coinflip).
 3. `vocab`: a small SentencePiece model trained on the generated text (`<<`, `=`, `>>`
    atomic, digits split; with `--objective dsbs` also `[label]` and `[rationale]`, so every
    student of that run shares one vocabulary).
@@ -25,7 +27,8 @@ One module per stage, each calling the entry points a user calls:
    its rationale tasks for inspection.
 6. `report`: per-seed tables and the mean ± half range over seeds, printed and written to
    `results.md` / `results.csv`, the plot `accuracy_vs_<steps|people>.png` with error bars
-   and `predictions.jsonl`.
+   and `predictions.jsonl`; for the arithmetic problems also where the CoT students'
+   rationales first go wrong (`analysis`: which step, and how).
 `pipeline` drives the stages and times each.
 """
 from __future__ import annotations

@@ -5,7 +5,9 @@
 
 A problem is a start count and a list of steps, each adding or taking away a number; the
 running total stays within [0, max_total]. `parse_question` reads a problem back from its
-text (the symbolic teacher works from the question alone, as an endpoint teacher would).
+text (the symbolic teacher works from the question alone, as an endpoint teacher would);
+`rationales` holds the teacher's rationale designs (the annotated equations above are the
+`equations` design).
 Pure Python: no TF, no JAX.
 """
 from __future__ import annotations
@@ -16,6 +18,8 @@ import re
 from collections.abc import Sequence
 
 from t5x_cot.data.example import Example
+from t5x_cot.demo import rationales
+from t5x_cot.demo.problem import Problem
 
 DATASET = "gsm8k"  # the answer grammar, metrics and calculator of GSM8K
 PEOPLE = (("Ann", "She"), ("Ben", "He"), ("Mia", "She"), ("Tom", "He"), ("Eva", "She"),
@@ -42,26 +46,6 @@ class NumberRanges:
     start: tuple[int, int] = (10, 50)
     operand: tuple[int, int] = (1, 9)
     max_total: int = 99
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """A start count and its steps: (operator '+' or '-', amount)."""
-
-    start: int
-    steps: tuple[tuple[str, int], ...]
-
-    def totals(self) -> list[int]:
-        """The running total after each step."""
-        totals, total = [], self.start
-        for op, amount in self.steps:
-            total = total + amount if op == "+" else total - amount
-            totals.append(total)
-        return totals
-
-    @property
-    def answer(self) -> int:
-        return self.totals()[-1] if self.steps else self.start
 
 
 def draw_problem(rng: random.Random, num_steps: int, ranges: NumberRanges) -> Problem:
@@ -102,35 +86,22 @@ def parse_question(question: str) -> Problem:
     ask = _ASK.fullmatch(last)
     if start is None or ask is None or ask["item"] != start["item"]:
         raise QuestionFormatError(f"no start count or question in {question!r}")
-    steps = []
+    steps, clauses = [], []
     for sentence in middle:
         match = _STEP.fullmatch(sentence.rstrip("."))
         if match is None:
             raise QuestionFormatError(f"unknown step {sentence!r} in {question!r}")
         index, amount = next((int(k[1:]), int(v)) for k, v in match.groupdict().items() if v)
         steps.append((_PHRASES[index][1], amount))
-    return Problem(int(start["n"]), tuple(steps))
-
-
-def rationale(problem: Problem, totals: Sequence[int] | None = None) -> str:
-    """One annotated equation per step, GSM8K style: `23 + 5 = <<23+5=28>>28.`
-
-    `totals` (default: the right ones) are the results written, each carried into the next
-    step, so a teacher's slip propagates to its final answer as it would in a real trace.
-    """
-    totals = problem.totals() if totals is None else list(totals)
-    parts, before = [], problem.start
-    for (op, amount), total in zip(problem.steps, totals, strict=True):
-        parts.append(f"{before} {op} {amount} = <<{before}{op}{amount}={total}>>{total}.")
-        before = total
-    return " ".join(parts)
+        clauses.append(sentence)
+    return Problem(int(start["n"]), tuple(steps), tuple(clauses), last, first)
 
 
 def generate(num_examples: int, num_steps: int | Sequence[int], seed: int, split: str,
-             ranges: NumberRanges = NumberRanges(), exclude: frozenset[str] = frozenset()
-             ) -> list[Example]:
+             ranges: NumberRanges = NumberRanges(), exclude: frozenset[str] = frozenset(),
+             style: str = rationales.DEFAULT_STYLE) -> list[Example]:
     """`num_examples` distinct problems (steps cycling through `num_steps`), none of whose
-    question text is in `exclude`; gold rationales in GSM8K's annotation format."""
+    question text is in `exclude`; gold rationales of design `style` (`rationales`)."""
     step_counts = [num_steps] if isinstance(num_steps, int) else list(num_steps)
     rng = random.Random(f"arithmetic:{seed}:{split}")
     examples: list[Example] = []
@@ -148,5 +119,5 @@ def generate(num_examples: int, num_steps: int | Sequence[int], seed: int, split
         seen.add(question)
         examples.append(Example(id=f"arith-{split}-{seed}-{len(examples)}", task=DATASET,
                                 split=split, question=question, answer=str(problem.answer),
-                                rationale=rationale(problem)))
+                                rationale=rationales.write(parse_question(question), style)))
     return examples

@@ -1,7 +1,7 @@
 """Stage 1, data: the demo's two tasks, their training questions and test sets.
 
-`arithmetic` (the default): GSM8K-style word problems with 2-4 steps in training, tested on
-2-4 steps (in distribution) and 5-6 steps (out of distribution). `coinflip`: Wei et al.'s
+`arithmetic` (the default): GSM8K-style word problems with 1-4 steps in training, tested on
+2-4 steps (in distribution) and 5-7 steps (out of distribution). `coinflip`: Wei et al.'s
 setting, 2 people in training, tested on 2 (in distribution) and 3 and 4 (out of
 distribution). Test questions are never training questions.
 """
@@ -11,9 +11,14 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from t5x_cot.data import Example, coinflip
-from t5x_cot.demo import arithmetic
+from t5x_cot.demo import arithmetic, rationales
+from t5x_cot.errors import UserError
 
 SEEDS = {"train": 1, "test": 2}
+
+
+class RationaleStyleError(UserError, ValueError):
+    """A rationale design the task's teacher does not write."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +27,8 @@ class DemoTask:
 
     `dataset` names the answer grammar and metrics (and prefixes the SeqIO task names);
     `sizes` are the step counts (people) per question; `students` maps each student to its
-    label; `rationale_style` is the symbolic Coinflip teacher's style.
+    label; `rationale_style` is the symbolic teacher's rationale design, one of
+    `RATIONALE_STYLES[name]`.
     """
 
     name: str
@@ -39,15 +45,17 @@ class DemoTask:
 
 
 ARITHMETIC = DemoTask(
-    name="arithmetic", dataset=arithmetic.DATASET, unit="steps", train_sizes=(2, 3, 4),
-    test_sizes=(2, 3, 4, 5, 6),
+    name="arithmetic", dataset=arithmetic.DATASET, unit="steps", train_sizes=(1, 2, 3, 4),
+    test_sizes=(2, 3, 4, 5, 6, 7),
     students={"answer_only": "answer only", "cot": "CoT",
               "cot_calculator": "CoT + calculator"},
-    ranges=arithmetic.NumberRanges(start=(1, 9), operand=(1, 9), max_total=20))
+    ranges=arithmetic.NumberRanges(start=(1, 9), operand=(1, 9), max_total=20),
+    rationale_style=rationales.DEFAULT_STYLE)
 COINFLIP = DemoTask(
     name="coinflip", dataset="coinflip", unit="people", train_sizes=(2,), test_sizes=(2, 3, 4),
     students={"answer_only": "answer only", "cot": "CoT (trace rationale)"})
 TASKS = {task.name: task for task in (ARITHMETIC, COINFLIP)}
+RATIONALE_STYLES = {"arithmetic": rationales.STYLES, "coinflip": coinflip.RATIONALE_STYLES}
 OBJECTIVES = ("cot", "dsbs")
 DSBS_LABEL = "DSbS (label task)"
 DSBS_RATIONALE_LABEL = "DSbS (rationale task)"
@@ -61,6 +69,16 @@ def with_objective(task: DemoTask, objective: str) -> DemoTask:
     if objective == "cot":
         return task
     return dataclasses.replace(task, students={**task.students, "dsbs": DSBS_LABEL})
+
+
+def with_rationale(task: DemoTask, style: str | None) -> DemoTask:
+    """The task with the teacher's rationale design `style` (None: the task's default)."""
+    if style is None:
+        return task
+    if style not in RATIONALE_STYLES[task.name]:
+        raise RationaleStyleError(f"--rationale {style!r} is not one of the {task.name} designs "
+                         f"({', '.join(RATIONALE_STYLES[task.name])})")
+    return dataclasses.replace(task, rationale_style=style)
 
 
 @dataclasses.dataclass
@@ -79,7 +97,8 @@ def _generate(task: DemoTask, num: int, sizes: int | Sequence[int], seed: int, s
             return coinflip.generate(num, size, seed, split)
         drawn = coinflip.generate(num * 6 // 5 + 8, size, seed, split)
         return [e for e in drawn if e.question not in exclude][:num]
-    return arithmetic.generate(num, sizes, seed, split, task.ranges, exclude)
+    return arithmetic.generate(num, sizes, seed, split, task.ranges, exclude,
+                               task.rationale_style)
 
 
 def make_data(task: DemoTask, num_train: int, num_test: int) -> DemoData:

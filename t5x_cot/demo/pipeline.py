@@ -44,6 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cot: the answer-only and CoT students (default); dsbs: also a "
                              "distilling step-by-step student (label and rationale tasks of "
                              "the same CoT rows, rationale weight 1), scored on its label task")
+    parser.add_argument("--rationale", default=None,
+                        choices=sorted({s for v in data_lib.RATIONALE_STYLES.values() for s in v}),
+                        help="the symbolic teacher's rationale design; arithmetic: "
+                             + ", ".join(data_lib.RATIONALE_STYLES["arithmetic"])
+                             + f" (default {data_lib.ARITHMETIC.rationale_style}; see "
+                             "t5x_cot.demo.rationales), coinflip: "
+                             + ", ".join(data_lib.RATIONALE_STYLES["coinflip"])
+                             + f" (default {data_lib.COINFLIP.rationale_style})")
     parser.add_argument("--seeds", type=int, default=2,
                         help="train every student with seeds 0..N-1; cells show mean ± half range")
 
@@ -183,8 +191,7 @@ def train_and_evaluate(task: data_lib.DemoTask, settings: Settings, prepared: Pr
     """Train every student with `seed` and decode its test sets (the students of `DECODED`
     for the CoT and DSbS ones); returns the metrics of the table's students and every
     eval dir."""
-    from t5x_cot.demo import report
-    from t5x_cot.demo import train
+    from t5x_cot.demo import report, train
 
     metrics: dict[str, dict[int, Any]] = {}
     eval_dirs: dict[str, pathlib.Path] = {}
@@ -209,12 +216,25 @@ def train_and_evaluate(task: data_lib.DemoTask, settings: Settings, prepared: Pr
     return metrics, eval_dirs
 
 
+def _first_errors(task: data_lib.DemoTask, prepared: Prepared,
+                  eval_dirs: Mapping[tuple[int, str], pathlib.Path],
+                  labels: Mapping[str, str]) -> str:
+    """Where the CoT students' rationales (seed 0) first go wrong, as a markdown section."""
+    from t5x_cot.demo import analysis
+
+    counts = [(labels[s], analysis.first_errors(eval_dirs[0, s], prepared.tests[s].sizes))
+              for s in DECODED["cot"]]
+    return ("## Where the rationales first go wrong (seed 0, % of the test questions)\n\n"
+            + analysis.format_table(counts, task.unit))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from t5x_cot.demo import report, teacher
 
-    task = data_lib.with_objective(data_lib.TASKS[args.task], args.objective)
+    task = data_lib.with_objective(
+        data_lib.with_rationale(data_lib.TASKS[args.task], args.rationale), args.objective)
     settings = QUICK if args.quick else FULL[task.name]
     if args.steps is not None:
         settings = dataclasses.replace(settings, steps=args.steps)
@@ -245,11 +265,15 @@ def run(args: argparse.Namespace) -> int:
                 exact = report.exact_rationales(eval_dirs[0, student], test.gold, test.sizes)
                 findings.append(report.exact_line(labels[student] + " (seed 0)", exact,
                                                   task.unit))
+        sections = ([_first_errors(task, prepared, eval_dirs, labels)]
+                    if task.name == "arithmetic" else [])
         findings.append(timer.summary())
         report.write_outputs(out, task, rows, findings,
                              {**dataclasses.asdict(settings), "seeds": args.seeds,
-                              "objective": args.objective}, eval_dirs)
+                              "objective": args.objective,
+                              "rationale": task.rationale_style}, eval_dirs, sections)
     print("\n" + report.format_markdown(task, rows) + "\n")
+    print("".join(section + "\n\n" for section in sections), end="")
     print("\n".join(findings[:-1]))
     print(timer.summary() + f"; whole run {time.perf_counter() - start:.0f} s wall")
     print(f"outputs: {out}")

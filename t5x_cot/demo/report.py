@@ -79,7 +79,7 @@ def gap_lines(task: DemoTask, rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The in-distribution gaps between consecutive students, in points."""
     means = {s: in_distribution_mean(rows, s) for s in task.students}
     lines = ["in distribution (mean over seeds and " + task.unit + " "
-             + "/".join(str(s) for s in task.train_sizes) + "): "
+             + "/".join(str(s) for s in _columns(rows) if task.in_distribution(s)) + "): "
              + ", ".join(f"{task.students[s]} {m:.1f}" for s, m in means.items())]
     pairs = [("cot", "answer_only"), ("cot_calculator", "cot"), ("cot_calculator", "answer_only"),
              ("dsbs", "answer_only"), ("dsbs", "cot")]
@@ -171,8 +171,10 @@ def merge_predictions(eval_dirs: Mapping[tuple[int, str], pathlib.Path], path: p
 
 def write_outputs(out: pathlib.Path, task: DemoTask, rows: Sequence[Mapping[str, Any]],
                   findings: Sequence[str], settings: Mapping[str, Any],
-                  eval_dirs: Mapping[tuple[int, str], pathlib.Path]) -> dict[str, pathlib.Path]:
-    """results.md, results.csv, accuracy_vs_<unit>.png and predictions.jsonl under `out`."""
+                  eval_dirs: Mapping[tuple[int, str], pathlib.Path],
+                  sections: Sequence[str] = ()) -> dict[str, pathlib.Path]:
+    """results.md (with the markdown `sections` after the per-seed tables), results.csv,
+    accuracy_vs_<unit>.png and predictions.jsonl under `out`."""
     paths = {"markdown": out / "results.md", "csv": out / "results.csv",
              "plot": out / f"accuracy_vs_{task.unit}.png", "predictions": out / PREDICTIONS_FILE}
     with open(paths["csv"], "w", newline="", encoding="utf-8") as f:
@@ -192,5 +194,6 @@ def write_outputs(out: pathlib.Path, task: DemoTask, rows: Sequence[Mapping[str,
     for seed in seeds:
         text += [f"## Seed {seed}", "",
                  format_markdown(task, [r for r in rows if r["seed"] == seed]), ""]
+    text += [line for section in sections for line in (section, "")]
     paths["markdown"].write_text("\n".join(text), encoding="utf-8")
     return paths

@@ -3,7 +3,7 @@ share of them deliberately wrong, and the project's answer filter drops the wron
 
 Coinflip goes through `t5x-cot generate --teacher symbolic`. The arithmetic problems are the
 demo's own, so their teacher lives here: it reads each problem back from the question text,
-writes the annotated steps and, for a deterministic `error_rate` share of questions, slips
+writes the annotated steps in the run's rationale design (`rationales`) and, for a deterministic `error_rate` share of questions, slips
 in one step (a result off by one to three, carried on to a wrong final answer). Its texts go
 through the same planner, answer filter and record writer as `t5x-cot generate`
 (`t5x_cot.teacher.generate.plan_jobs` / `finish`).
@@ -17,15 +17,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from t5x_cot.data import Example
-from t5x_cot.demo import arithmetic
+from t5x_cot.demo import arithmetic, rationales
 from t5x_cot.demo.data import SEEDS, DemoTask
 
 ERROR_RATE = 0.1
 TEACHER_NAME = "symbolic-arithmetic"
 
 
-def arithmetic_text(example: Example, error_rate: float, seed: int) -> str:
-    """The symbolic teacher's completion for one arithmetic question."""
+def arithmetic_text(example: Example, error_rate: float, seed: int,
+                    style: str = rationales.DEFAULT_STYLE) -> str:
+    """The symbolic teacher's completion for one arithmetic question, its rationale of
+    design `style` (`rationales`)."""
     from t5x_cot import answers
     from t5x_cot.teacher.offline import is_corrupted
 
@@ -36,18 +38,20 @@ def arithmetic_text(example: Example, error_rate: float, seed: int) -> str:
         step = rng.randrange(len(totals))
         slip = rng.choice((-3, -2, -1, 1, 2, 3))
         totals = [t + slip if i >= step else t for i, t in enumerate(totals)]
-    return answers.format_target(arithmetic.rationale(problem, totals), str(totals[-1]))
+    return answers.format_target(rationales.write(problem, style, totals), str(totals[-1]))
 
 
-def _run_arithmetic(train: Sequence[Example], records_path: pathlib.Path,
+def _run_arithmetic(task: DemoTask, train: Sequence[Example], records_path: pathlib.Path,
                     error_rate: float) -> dict[str, Any]:
     from t5x_cot.answers import ANSWER_TYPES
     from t5x_cot.teacher import generate
 
-    params = {"error_rate": error_rate, "seed": SEEDS["train"]}
+    style = task.rationale_style
+    params = {"error_rate": error_rate, "seed": SEEDS["train"], "rationale_style": style}
     jobs = generate.plan_jobs(train, [ex.question for ex in train], "offline", TEACHER_NAME,
                               params, 1)
-    lookup = {job.keys[0]: {"text": arithmetic_text(job.example, error_rate, SEEDS["train"]),
+    lookup = {job.keys[0]: {"text": arithmetic_text(job.example, error_rate, SEEDS["train"],
+                                                    style),
                             "finish_reason": "stop", "usage": {}} for job in jobs}
     teacher = {"endpoint": "offline", "model": TEACHER_NAME, "params": params}
     summary = generate.finish(jobs, lookup, ANSWER_TYPES[arithmetic.DATASET], teacher,
@@ -78,7 +82,7 @@ def run_teacher(task: DemoTask, train: Sequence[Example], records_path: pathlib.
     records_path.parent.mkdir(parents=True, exist_ok=True)
     if task.name == "coinflip":
         return _run_coinflip(task, len(train), records_path, error_rate)
-    return _run_arithmetic(train, records_path, error_rate)
+    return _run_arithmetic(task, train, records_path, error_rate)
 
 
 def teacher_line(summary: dict[str, Any]) -> str:

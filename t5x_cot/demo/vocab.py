@@ -13,12 +13,14 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Iterable, Sequence
 
+from t5x_cot.errors import UserError
+
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 MODEL_FILE = "spiece.model"
 ATOMIC_SYMBOLS = ("<<", ">>", "=")
 
 
-class VocabularyTrainingError(RuntimeError):
+class VocabularyTrainingError(UserError, RuntimeError):
     """The trained model cannot spell some text the demo needs."""
 
 

@@ -1,9 +1,11 @@
-"""`t5x-cot convert --from {t5x,hf,ours} SRC --to {hf,ours} DST`: checkpoint conversion.
+"""`t5x-cot convert --from {t5x,hf,ours} SRC --to {hf,ours,t5x} DST`: checkpoint conversion.
 
 Sources are read one tensor at a time (T5X tensorstore arrays, safetensors tensors, torch
 state dicts through mmap); an HF destination is written one tensor at a time, so converting
 to HF holds about one tensor at a time (plus a T5X msgpack file, which is one blob). An
-"ours" destination is saved as one orbax tree, so it holds the model once.
+"ours" destination is saved as one orbax tree, so it holds the model once. A T5X destination
+is `DST/checkpoint_<step>/` in T5X's tensorstore layout (params and Adafactor state, see
+`t5x_export`), written one array at a time.
 """
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ import pathlib
 import sys
 from typing import Any
 
-HELP = "Convert checkpoints: T5X, HuggingFace or ours in; HuggingFace or ours out."
+HELP = "Convert checkpoints: T5X, HuggingFace or ours in; HuggingFace, ours or T5X out."
 SOURCE_KINDS = ("t5x", "hf", "ours")
-TARGET_KINDS = ("hf", "ours")
+TARGET_KINDS = ("hf", "ours", "t5x")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "local or gs://), an HF T5 model dir, or one of our checkpoints")
     parser.add_argument("source", metavar="SRC", help="source checkpoint path")
     parser.add_argument("--to", dest="target_kind", choices=TARGET_KINDS, required=True,
-                        help="target format: an HF T5 model dir, or our params checkpoint "
-                             "(what INITIAL_CHECKPOINT_PATH / CHECKPOINT_PATH accept)")
+                        help="target format: an HF T5 model dir, our params checkpoint "
+                             "(what INITIAL_CHECKPOINT_PATH / CHECKPOINT_PATH accept), or a T5X "
+                             "model dir (DST/checkpoint_<step>/, params and Adafactor state)")
     parser.add_argument("target", metavar="DST", help="target directory")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                         help="tensor dtype of an HF target (ours are always float32)")
@@ -91,6 +94,10 @@ def convert(source_kind: str, source: str, target_kind: str, target: str, *, dty
             export_source(params, target, dtype=dtype, spm_model=spm_model)
         elif target_kind == "ours":
             write_ours(params, target)
+        elif target_kind == "t5x":
+            from t5x_cot.interop.t5x_export import export_t5x
+
+            export_t5x(params, source_kind, source, target)
         else:
             raise ValueError(f"unknown target kind {target_kind!r} (expected one of {', '.join(TARGET_KINDS)})")
         return params.config

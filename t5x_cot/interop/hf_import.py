@@ -24,8 +24,17 @@ import numpy as np
 
 from t5x_cot.interop.errors import ConversionError
 from t5x_cot.interop.hf_files import open_weights
-from t5x_cot.interop.hf_mapping import (LM_HEAD, SHARED, TIED_COPIES, UNUSED, check_hf_shape, config_from_hf,
-                                        from_hf, scales_decoder_output, tensor_maps)
+from t5x_cot.interop.hf_mapping import (
+    LM_HEAD,
+    SHARED,
+    TIED_COPIES,
+    UNUSED,
+    check_hf_shape,
+    config_from_hf,
+    from_hf,
+    scales_decoder_output,
+    tensor_maps,
+)
 from t5x_cot.interop.layout import LOGITS_DENSE, param_shapes
 from t5x_cot.interop.sources import read_tree
 from t5x_cot.model.network import T5Config

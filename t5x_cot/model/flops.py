@@ -31,7 +31,7 @@ BACKWARD_FACTOR = 2  # backward pass = 2 × forward
 PEAK_FLOPS_BF16 = {
     "NVIDIA H200": 989e12, "NVIDIA H100": 989e12, "NVIDIA A100": 312e12, "NVIDIA L4": 121e12,
     "NVIDIA A10G": 125e12, "NVIDIA V100": 125e12, "TPU v6": 918e12, "TPU v5p": 459e12,
-    "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v4": 275e12, "TPU v3": 123e12,
+    "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5": 459e12, "TPU v4": 275e12, "TPU v3": 123e12,
 }
 PEAK_FLOPS_ENV = "T5X_COT_PEAK_FLOPS"
 

@@ -7,7 +7,8 @@ activations run in the module `dtype`; layer norm and softmax run in float32.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -245,10 +246,14 @@ class MultiHeadDotProductAttention(nn.Module):
         when `inputs_kv` may be None.
         """
         features = self.num_heads * self.head_dim
-        query_init = lambda *a: attention_kernel_init(*a) / np.sqrt(self.head_dim).astype(np.float32)
+        def query_init(*args: Any) -> jax.Array:
+            return attention_kernel_init(*args) / np.sqrt(self.head_dim).astype(np.float32)
+
+        def heads(x: jax.Array) -> jax.Array:
+            return constrain(x.reshape(x.shape[:-1] + (self.num_heads, self.head_dim)),
+                             ("batch", "length", "heads", "kv"))
+
         proj = functools.partial(Dense, features=features, kernel_axes=("embed", "joined_kv"), dtype=self.dtype)
-        heads = lambda x: constrain(x.reshape(x.shape[:-1] + (self.num_heads, self.head_dim)),
-                                    ("batch", "length", "heads", "kv"))
         query = heads(proj(kernel_init=query_init, name="query")(inputs_q))
         from_cache = cache_kv and self.has_variable("cache", "cached_key")
         if from_cache:

@@ -14,7 +14,8 @@ Semantics follow T5X `t5x/losses.py`:
 from __future__ import annotations
 
 import enum
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp

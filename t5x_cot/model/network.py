@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import gin
 import jax
@@ -375,7 +376,7 @@ def stack_layers(params: Mapping[str, Any], config: T5Config) -> dict[str, Any]:
         sub = dict(params[stack])
         per_layer = [sub.pop(f"layers_{i}") for i in range(counts[stack])]
         xp = np if all(isinstance(x, np.ndarray) for x in jax.tree.leaves(per_layer)) else jnp
-        sub["layers"] = jax.tree.map(lambda *xs: xp.stack(xs), *per_layer)
+        sub["layers"] = jax.tree.map(lambda *xs, xp=xp: xp.stack(xs), *per_layer)
         out[stack] = sub
     return out
 

@@ -37,10 +37,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from t5x_cot.serve import protocol
-from t5x_cot.teacher.prompts import final_question
 from t5x_cot.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull
 from t5x_cot.serve.engine import Engine, PromptTooLong, RowOutput
 from t5x_cot.serve.protocol import PROMPT_FORMATS, APIError, ChoiceText
+from t5x_cot.teacher.prompts import final_question
 
 log = logging.getLogger("t5x_cot.serve")
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions

@@ -20,12 +20,14 @@ import sys
 import types
 from typing import Any
 
+from t5x_cot.errors import UserError
+
 ALIAS = "t5x"
 TARGET = __name__
 MODULES = ("utils", "partitioning", "trainer", "adafactor", "models", "gin_utils", "examples.t5.network")
 
 
-class UnsupportedT5XFeature(ValueError):
+class UnsupportedT5XFeature(UserError, ValueError):
     """A T5X binding with no counterpart here; the message names what to use instead."""
 
 
@@ -86,6 +88,33 @@ NAME_HINTS = {
     "EVALUATOR_NUM_EXAMPLES": f"{_T5X_RUNS}",
     "JSON_WRITE_N_RESULTS": f"{_T5X_RUNS}",
     "t5x.decoding": "decoding is configured by gin/runs/decode.gin (decoding.DecodeConfig)",
+    "t5x.optimizers": "T5X's optax wrappers are not available: adafactor.Adafactor (T5X's), or "
+                      "gin/runs/*.gin train.optimizer = @optimizers.adafactor()",
+    "t5x.export_lib": "SavedModel export is not available; export to HuggingFace with "
+                      "`t5x-cot convert --from t5x CKPT --to hf DST`",
+    "EncoderDecoderModel.predict_batch_with_aux": "decoding is configured by decoding.DecodeConfig in "
+                                                  "gin/runs/decode.gin (num_decodes: num_beams / num_samples)",
+    "models.DecoderOnlyModel": "decoder-only models are not available; models.EncoderDecoderModel is",
+    "utils.get_training_eval_datasets": "the training-eval datasets are built from train.train_eval_dataset_cfg",
+    "train.use_jax_array": "params are always jax.Arrays; remove the binding",
+    "evaluate.training_evaluator_cls": "evaluate a training checkpoint's loss with train.eval_period",
+    "evaluate.summarize_config_fn": "the operative config is written to the output dir's config.gin",
+    "evaluate.train_state_initializer_cls": "the state is initialised by t5x_cot",
+    "evaluate.train_eval_get_dataset_fn": "the dataset is built from evaluate.dataset_cfg",
+    "evaluate.fallback_init_rng": "a checkpoint to evaluate is required (utils.RestoreCheckpointConfig.path)",
+    "evaluate.use_orbax": "checkpoints are always orbax here; remove the binding",
+    "infer.merge_chunked_results": "results are written as one file per task; remove the binding",
+    "infer.write_fn": "predictions are written as JSON lines by t5x_cot.infer",
+    "infer.merge_fn": "results are written as one file per task; remove the binding",
+    "infer.checkpoint_ds_iter": "inference resumes from its chunk files; remove the binding",
+    "infer.train_state_initializer_cls": "the state is initialised by t5x_cot",
+    "infer.fallback_init_rng": "a checkpoint to infer from is required (utils.RestoreCheckpointConfig.path)",
+    "infer.summarize_config_fn": "the operative config is written to the output dir's config.gin",
+    "infer.verify_matching_vocabs_fn": "the task's vocabulary decodes the outputs",
+    "infer.output_vocab_feature_name": "the 'targets' feature's vocabulary decodes the outputs",
+    "infer.file_extension": "predictions are written as .jsonl",
+    "infer.keep_aux_as_numpy": "scores are written as JSON numbers",
+    "infer.use_orbax": "checkpoints are always orbax here; remove the binding",
 }
 
 
@@ -105,10 +134,19 @@ def install() -> bool:
     return True
 
 
+# Functions of T5X's scripts that its run files reach as `<x>_script.<name>`, by script function.
+SCRIPT_HELPERS = {"infer": ("t5x_cot.t5x_compat.tfexample_task", "create_task_from_tfexample_file")}
+
+
 def bind_script(name: str, fn: Any) -> None:
     """Make `import __main__ as train_script` + `train_script.<name>` in gin bind `fn`.
 
     T5X's run files configure the function of the running script; under
-    `python -m t5x_cot.train` that script is ours, so `__main__.<name>` is set to `fn`.
+    `python -m t5x_cot.train` that script is ours, so `__main__.<name>` is set to `fn`
+    (plus the helpers T5X's script defines beside it, SCRIPT_HELPERS).
     """
-    setattr(sys.modules["__main__"], name, fn)
+    main = sys.modules["__main__"]
+    setattr(main, name, fn)
+    if name in SCRIPT_HELPERS:
+        module, helper = SCRIPT_HELPERS[name]
+        setattr(main, helper, getattr(importlib.import_module(module), helper))

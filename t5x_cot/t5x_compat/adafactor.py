@@ -38,9 +38,9 @@ class Adafactor:
                  skip_nan_updates: bool = False) -> None:
         unsupported = {"factor_map": (factor_map, None, "logical_factor_rules"),
                        "weight_decay_rate_lr_exponent": (weight_decay_rate_lr_exponent, None, "weight_decay_rate"),
-                       "global_norm_clip_threshold": (global_norm_clip_threshold, None, "clipping_threshold"),
                        "max_parameter_scale": (max_parameter_scale, None, "epsilon2"),
-                       "skip_nan_updates": (skip_nan_updates, False, "clipping_threshold"),
+                       "skip_nan_updates": (skip_nan_updates, False,
+                                            "actions={'TRAIN': [@trainer.TerminateOnNanAction()]} to stop on NaN"),
                        "dtype_momentum": (dtype_momentum, "float32", "float32 momentum")}
         for name, (value, default, instead) in unsupported.items():
             if value != default:
@@ -50,7 +50,8 @@ class Adafactor:
         self.settings = dict(factored=factored, multiply_by_parameter_scale=multiply_by_parameter_scale,
                              beta1=beta1, decay_rate=decay_rate, step_offset=step_offset,
                              clipping_threshold=clipping_threshold, weight_decay_rate=weight_decay_rate,
-                             min_dim_size_to_factor=min_dim_size_to_factor, epsilon1=epsilon1, epsilon2=epsilon2)
+                             min_dim_size_to_factor=min_dim_size_to_factor, epsilon1=epsilon1, epsilon2=epsilon2,
+                             global_norm_clip_threshold=global_norm_clip_threshold)
 
     def to_optax(self, learning_rate_fn: Callable[[Any], Any] | None) -> optax.GradientTransformation:
         """The optax optimizer; a fixed `learning_rate` wins over the trainer's schedule, as in T5X."""

@@ -12,8 +12,9 @@ class EncoderDecoderModel(core.EncoderDecoderModel):
     optimizer_def, z_loss, label_smoothing, loss_normalizing_factor)`.
 
     `module` is `network.Transformer(config)`; `optimizer_def` is `adafactor.Adafactor()`,
-    built by train with the trainer's learning-rate schedule. Public T5 vocabularies on
-    gs://t5-data are read from the local checked copy when the bucket is out of reach.
+    built by train with the trainer's learning-rate schedule. The vocabularies are checked
+    readable and to fit the model's vocab_size; public ones on gs://t5-data are read from
+    their local copy when the bucket is out of reach (`t5x_compat.vocab`).
     """
 
     def __init__(self, module: Any, input_vocabulary: Any, output_vocabulary: Any, optimizer_def: Any,
@@ -32,3 +33,19 @@ class EncoderDecoderModel(core.EncoderDecoderModel):
         self.input_vocabulary = vocab.localize(input_vocabulary)
         self.output_vocabulary = vocab.localize(output_vocabulary)
         self.optimizer_def = optimizer_def
+        for name, vocabulary in (("input", self.input_vocabulary), ("output", self.output_vocabulary)):
+            size = getattr(vocabulary, "vocab_size", 0)
+            if size > module.config.vocab_size:
+                raise UnsupportedT5XFeature(
+                    f"models.EncoderDecoderModel.{name}_vocabulary {vocab.describe(vocabulary)} has {size} ids; "
+                    f"network.T5Config.vocab_size is {module.config.vocab_size}: set vocab_size >= {size}")
+
+
+def get_input_vocabulary(model: EncoderDecoderModel) -> Any:
+    """T5X's `models.get_input_vocabulary`: the model's input vocabulary."""
+    return model.input_vocabulary
+
+
+def get_output_vocabulary(model: EncoderDecoderModel) -> Any:
+    """T5X's `models.get_output_vocabulary`: the model's output vocabulary."""
+    return model.output_vocabulary

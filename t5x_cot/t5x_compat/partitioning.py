@@ -30,19 +30,21 @@ def standard_logical_axis_rules(activation_partitioning_dims: int = 1, parameter
 @dataclasses.dataclass
 class PjitPartitioner(core.Partitioner):
     """T5X's `partitioning.PjitPartitioner`: a ('data', 'model') mesh from `num_partitions` or
-    `model_parallel_submesh`, params and activations sharded by `logical_axis_rules`."""
+    `model_parallel_submesh`, params and activations sharded by `logical_axis_rules`.
+
+    Multi-slice: `ici_mesh_shape` / `dcn_mesh_shape` (T5X's `(replica, data, model)` per slice
+    and across slices, both set) build the mesh over the slices; T5X's `replica` and `data`
+    axes, which its rules shard the batch over together, form the `data` axis here. Without
+    them, several slices are data parallel and `num_partitions` splits each slice.
+    `backend` is accepted for T5X's precompile (`"tpu"`): the devices are the ones the run
+    targets (`t5x_cot.partitioning.default_devices`).
+    """
 
     logical_axis_rules: Any = None
     params_on_devices: bool = True
     backend: str | None = None
-    ici_mesh_shape: Any = None
-    dcn_mesh_shape: Any = None
 
     def __post_init__(self) -> None:
-        if self.ici_mesh_shape is not None or self.dcn_mesh_shape is not None:
-            raise UnsupportedT5XFeature(
-                "partitioning.PjitPartitioner.ici_mesh_shape / dcn_mesh_shape: the mesh is ('data', 'model'); "
-                "set num_partitions or model_parallel_submesh")
         if not self.params_on_devices:
             raise UnsupportedT5XFeature("partitioning.PjitPartitioner.params_on_devices=False: params always live "
                                         "on the devices; shard them with parameter_partitioning_dims = 2")

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from t5x_cot.t5x_compat import UnsupportedT5XFeature
-from t5x_cot.t5x_compat.trainer import Trainer
-from t5x_cot.t5x_compat.utils import CheckpointConfig
+from t5x_cot.t5x_compat.trainer import Trainer, terminate_on_nan
+from t5x_cot.t5x_compat.utils import (
+    CheckpointConfig,
+    refuse_t5x_hooks,
+    verify_matching_vocabs,
+)
 
 DEFAULT_CHECKPOINT_PERIOD = 1000
 
@@ -23,7 +27,11 @@ def train(*, model: Any, train_dataset_cfg: Any, checkpoint_cfg: CheckpointConfi
           infer_eval_dataset_cfg: Any = None, inference_evaluator_cls: Any = None,
           stats_period: int | None = None, relative_steps: int | None = None, random_seed: int | None = None,
           use_hardware_rng: bool = False, summarize_config_fn: Callable[..., None] | None = None,
-          run_eval_before_training: bool = False) -> Any:
+          run_eval_before_training: bool = False, get_dataset_fn: Any = None, concurrent_metrics: bool = True,
+          actions: Mapping[str, Sequence[Any]] | None = None, train_eval_get_dataset_fn: Any = None,
+          train_state_initializer_cls: Any = None, use_orbax: bool = True,
+          verify_matching_vocabs_fn: Callable[[Any, Any], None] | None = verify_matching_vocabs,
+          gc_period: int = 0) -> Any:
     """Train as T5X's `train.train`, with its argument names.
 
     `total_steps` is absolute (a run from a checkpoint of step N trains total_steps - N steps);
@@ -33,14 +41,22 @@ def train(*, model: Any, train_dataset_cfg: Any, checkpoint_cfg: CheckpointConfi
     `eval_steps` batches of `train_eval_dataset_cfg`, and, with `infer_eval_dataset_cfg`,
     decoding-based task metrics (`t5x_cot.inference_evaluation`). `stats_period` is how often
     metrics are fetched and logged. `random_seed=None` means seed 0 (runs are reproducible).
+    `actions`: T5X's `trainer.TerminateOnNanAction` stops at a non-finite loss (without it,
+    as in T5X, training goes on). Metrics are
+    always computed on device and fetched every `stats_period` steps (`concurrent_metrics`
+    either way); checkpoints are orbax (`use_orbax=True`). `verify_matching_vocabs_fn`
+    refuses a model whose vocabulary differs from the task's before anything is built.
     """
     from t5x_cot import paths
     from t5x_cot import train as core
 
     paths.check_writable(model_dir, "MODEL_DIR")
-    if run_eval_before_training:
-        raise UnsupportedT5XFeature("train.run_eval_before_training=True: the first evaluation runs at "
-                                    "EVAL_PERIOD; evaluate the initial checkpoint with python -m t5x_cot.eval")
+    refuse_t5x_hooks("train", get_dataset_fn=get_dataset_fn, train_eval_get_dataset_fn=train_eval_get_dataset_fn,
+                     train_state_initializer_cls=train_state_initializer_cls, use_orbax=use_orbax,
+                     gc_period=gc_period)
+    stop_on_nan = terminate_on_nan(actions)
+    if verify_matching_vocabs_fn is not None:
+        verify_matching_vocabs_fn(train_dataset_cfg, model)
     if use_hardware_rng:
         import jax
 
@@ -72,7 +88,9 @@ def train(*, model: Any, train_dataset_cfg: Any, checkpoint_cfg: CheckpointConfi
         random_seed=random_seed, checkpoint_cfg=checkpoint_settings, eval_period=eval_period,
         eval_steps=eval_steps, log_every=stats_period or core.DEFAULT_LOG_EVERY,
         eval_dataset_cfg=train_eval_dataset_cfg, relative_steps=relative_steps,
-        restore_dtype=restore.dtype if restore is not None else None, inference_evaluator=evaluator)
+        restore_dtype=restore.dtype if restore is not None else None, inference_evaluator=evaluator,
+        terminate_on_nan=stop_on_nan, run_eval_before_training=run_eval_before_training,
+        restore_optimizer_state=restore.restore_optimizer_state if restore is not None else True)
     if summarize_config_fn is not None:
         summarize_config_fn(model_dir=model_dir, summary_writer=None, step=result.step)
     return result

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,7 +11,6 @@ import jax.numpy as jnp
 from t5x_cot import data_pipeline, optimizers
 from t5x_cot.checkpoints import RESTORE_MODES
 from t5x_cot.t5x_compat import UnsupportedT5XFeature
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,12 +75,31 @@ class RestoreCheckpointConfig:
     restore_dataset: bool = False
     strict: bool = True
     fallback_to_scratch: bool = False
+    assignment_map: Sequence[tuple[str, str | None]] | None = None
+    checkpointer_cls: Any = None
+    use_gda: bool = True
 
     def __post_init__(self) -> None:
+        if self.checkpointer_cls is not None:
+            raise UnsupportedT5XFeature("utils.RestoreCheckpointConfig.checkpointer_cls: checkpoints are read by "
+                                        "t5x_cot (T5X msgpack/tensorstore and orbax); remove the binding")
+        if not self.use_gda:
+            raise UnsupportedT5XFeature("utils.RestoreCheckpointConfig.use_gda=False: params are always restored "
+                                        "as jax.Arrays; remove the binding")
+        for pattern, target in self.assignment_map or ():
+            if target is not None or not _drops_only_optimizer_state(pattern):
+                raise UnsupportedT5XFeature(
+                    f"utils.RestoreCheckpointConfig.assignment_map ({pattern!r}, {target!r}): only entries that "
+                    "skip the optimizer state (e.g. (r'state/param_states.*', None)) are available")
         if self.mode not in RESTORE_MODES:
             raise UnsupportedT5XFeature(
                 f"utils.RestoreCheckpointConfig.mode={self.mode!r}: expected one of {', '.join(RESTORE_MODES)}")
         _dtype(self.dtype, "RestoreCheckpointConfig")
+
+    @property
+    def restore_optimizer_state(self) -> bool:
+        """False when `assignment_map` skips the optimizer state (T5X's way to start it fresh)."""
+        return not self.assignment_map
 
     @property
     def paths(self) -> list[str]:
@@ -88,6 +107,12 @@ class RestoreCheckpointConfig:
         if self.path is None:
             return []
         return [self.path] if isinstance(self.path, str) else [str(p) for p in self.path]
+
+
+def _drops_only_optimizer_state(pattern: str) -> bool:
+    """Whether a T5X assignment_map regex matches optimizer-state names and no param names."""
+    return bool(re.fullmatch(pattern, "state/param_states/encoder/encoder_norm/scale/v")) and not re.match(
+        pattern, "target/encoder/encoder_norm/scale")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +128,50 @@ def create_learning_rate_scheduler(factors: str = "constant * linear_warmup * rs
                                    decay_factor: float = 0.5, steps_per_decay: int = 20000,
                                    steps_per_cycle: int = 100000, step_offset: int = 0,
                                    min_learning_rate: float = 1e-8) -> Callable[[Any], Any]:
-    """T5X's `utils.create_learning_rate_scheduler` (its defaults; same factor names)."""
-    schedule = optimizers.create_learning_rate_scheduler(
-        factors, base_learning_rate, warmup_steps, decay_factor, steps_per_decay, steps_per_cycle)
+    """T5X's `utils.create_learning_rate_scheduler`: its defaults over the same formulas
+    (`t5x_cot.optimizers.create_learning_rate_scheduler`)."""
+    return optimizers.create_learning_rate_scheduler(
+        factors, base_learning_rate, warmup_steps, decay_factor, steps_per_decay, steps_per_cycle,
+        step_offset, min_learning_rate)
 
-    def learning_rate(step: Any) -> Any:
-        return jnp.maximum(schedule(jnp.asarray(step, jnp.float32) - step_offset), min_learning_rate)
 
-    return learning_rate
+# T5X `train` / `evaluate` / `infer` hooks whose only available value is T5X's default.
+_DEFAULT_HOOKS = {
+    "get_dataset_fn": (None, "the datasets are built from utils.DatasetConfig by seqio"),
+    "train_eval_get_dataset_fn": (None, "the training-eval datasets are built from train_eval_dataset_cfg"),
+    "train_state_initializer_cls": (None, "the state is initialised by t5x_cot's Trainer"),
+    "training_evaluator_cls": (None, "evaluate a training checkpoint's loss with train.eval_period"),
+    "fallback_init_rng": (None, "a checkpoint to evaluate is required (utils.RestoreCheckpointConfig.path)"),
+    "use_orbax": (True, "checkpoints are written with orbax; a T5X checkpoint: t5x-cot convert --to t5x"),
+    "gc_period": (0, "Python's automatic garbage collection stays on (T5X's gc_period=0)"),
+}
+
+
+def refuse_t5x_hooks(function: str, **values: Any) -> None:
+    """Refuse a T5X hook bound to anything but its default, naming what is done instead."""
+    for name, value in values.items():
+        default, instead = _DEFAULT_HOOKS[name]
+        if value != default:
+            raise UnsupportedT5XFeature(f"{function}.{name}={value!r} is not available: {instead}")
+
+
+def verify_matching_vocabs(cfg: Any, model: Any) -> None:
+    """T5X's `utils.verify_matching_vocabs`: the task's inputs/targets SentencePiece vocabularies
+    must be the model's input/output ones (same model bytes, same extra ids). A task whose ids are
+    its tokens (seqio.PassThroughVocabulary) has no text to mismatch and is accepted."""
+    from t5x_cot import data_pipeline
+    from t5x_cot.t5x_compat import vocab
+
+    task = data_pipeline.get_task(dataclasses.replace(cfg, use_cached=False))
+    features = task.output_features
+    for feature, side in (("inputs", "input"), ("targets", "output")):
+        model_vocab = getattr(model, f"{side}_vocabulary", None)
+        if feature not in features or model_vocab is None:
+            continue
+        task_vocab = features[feature].vocabulary
+        if vocab.same_sentencepiece(task_vocab, model_vocab) is False:
+            raise UnsupportedT5XFeature(
+                f"Model and Task vocabularies do not match: task {cfg.mixture_or_task_name} {feature} uses "
+                f"{vocab.describe(task_vocab)}, models.EncoderDecoderModel.{side}_vocabulary is "
+                f"{vocab.describe(model_vocab)}; give the task the model's vocabulary (t5x_cot's tasks: "
+                "vocabulary_path.path) or the model the task's")

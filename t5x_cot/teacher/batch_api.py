@@ -18,8 +18,7 @@ from collections.abc import Sequence
 
 from t5x_cot.data.example import DataError
 from t5x_cot.data.records import iter_jsonl, write_jsonl_atomic
-from t5x_cot.teacher.client import (ClientConfig, SamplingParams, parse_completion,
-                                    request_body)
+from t5x_cot.teacher.client import ClientConfig, SamplingParams, parse_completion, request_body
 from t5x_cot.teacher.generate import Job, make_entries
 from t5x_cot.teacher.store import CompletionStore
 

@@ -91,11 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `t5x-cot generate`; return the exit status."""
+    from t5x_cot.errors import UserError, one_line
     from t5x_cot.teacher import run as runner
     try:
         return runner.main(args)
-    except (ValueError, OSError) as err:
-        print(f"t5x-cot generate: error: {runner.redact_env(err, args.api_key_env)}",
+    except (UserError, ValueError, OSError) as err:
+        print(f"t5x-cot generate: error: {runner.redactor(args)(one_line(err))}",
               file=sys.stderr)
         return 2
 

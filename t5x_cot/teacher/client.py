@@ -10,30 +10,44 @@ and malformed bodies; a `Retry-After` header pauses every request for that long.
 stops with `EndpointUnavailable` instead of hammering a dead endpoint. Proxy
 environment variables (HTTP(S)_PROXY) are not consulted.
 
-The API key is sent only in the Authorization header. It is never stored on
-exceptions, and every message this module builds passes through `redact`.
+The API key is sent only in the Authorization header; user information in the base URL
+("http://user:password@host/v1") is taken out of the URL and sent as HTTP Basic
+authentication when there is no key. Neither is stored on exceptions, and every message
+this module builds passes through `redact` (`t5x_cot.teacher.redaction`: every written
+form of each secret). A request the endpoint refuses for good (400, 401, 403, 404 and any
+other non-retryable status) or that cannot be sent at all stops every request with
+`EndpointRejected`, carrying the status and the endpoint's own message.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import logging
 import random
 import ssl
+import urllib.parse
 from typing import Any
 
 import httpcore
 
+from t5x_cot.errors import UserError
 from t5x_cot.teacher.ratelimit import RateLimiter
+from t5x_cot.teacher.redaction import Redactor, check_api_key, split_credentials
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
-class EndpointError(RuntimeError):
+class EndpointError(UserError, RuntimeError):
     """A request failed for good (non-retryable status or retries exhausted)."""
+
+
+class EndpointRejected(EndpointError):
+    """The endpoint refused a request for good (bad key, wrong URL or model, bad request), or
+    the request could not be sent: retrying cannot help, so every request stops."""
 
 
 class EndpointUnavailable(EndpointError):
@@ -76,9 +90,13 @@ class ClientConfig:
 
     @property
     def endpoint(self) -> str:
-        """Full URL of the chat or completion route."""
+        """Full URL of the chat or completion route, without credentials."""
         route = "chat/completions" if self.chat else "completions"
-        return f"{self.base_url.rstrip('/')}/{route}"
+        return f"{split_credentials(self.base_url)[0].rstrip('/')}/{route}"
+
+    def redactor(self) -> Redactor:
+        """What masks this configuration's secrets (the key, the URL's user information)."""
+        return Redactor([self.api_key, *split_credentials(self.base_url)[1]])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +148,20 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _error_message(body: bytes) -> str:
+    """The endpoint's own message in an error body (OpenAI's `{"error": {"message": ...}}`),
+    else the body's start."""
+    try:
+        payload = json.loads(body)
+        message = payload["error"]["message"] if isinstance(payload["error"], dict) \
+            else payload["error"]
+        if isinstance(message, str) and message.strip():
+            return " ".join(message.split())[:500]
+    except (ValueError, KeyError, TypeError):
+        pass
+    return " ".join(body[:200].decode("utf-8", "replace").split()) or "(empty body)"
+
+
 def parse_completion(payload: Any, chat: bool) -> Completion:
     """Turn a response body into a `Completion`; raise ValueError when it is malformed."""
     if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list) \
@@ -155,15 +187,21 @@ class TeacherClient:
 
     def __init__(self, config: ClientConfig):
         self.config = config
-        self._key = config.api_key or None
+        self._key = check_api_key(config.api_key, "ClientConfig.api_key")
         self._limiter = RateLimiter(config.rpm, config.tpm)
         self._consecutive = 0
         self._dead: str | None = None
+        self._rejected: EndpointRejected | None = None
+        self.redact = config.redactor()
         self.requests_sent = 0
         self._headers = [(b"Content-Type", b"application/json"),
                          (b"Accept", b"application/json")]
+        userinfo = split_credentials(config.base_url)[1]
         if self._key:
             self._headers.append((b"Authorization", f"Bearer {self._key}".encode()))
+        elif userinfo:
+            basic = base64.b64encode(urllib.parse.unquote(userinfo[0]).encode()).decode()
+            self._headers.append((b"Authorization", f"Basic {basic}".encode()))
         self._url = config.endpoint.encode()
         self._extensions = {"timeout": {"connect": config.timeout, "read": config.timeout,
                                         "write": config.timeout, "pool": config.timeout}}
@@ -179,7 +217,7 @@ class TeacherClient:
         for pool in self._pools:
             self._slots.put_nowait(pool)
 
-    async def __aenter__(self) -> "TeacherClient":
+    async def __aenter__(self) -> TeacherClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -190,10 +228,6 @@ class TeacherClient:
         for pool in self._pools:
             await pool.aclose()
 
-    def redact(self, text: str) -> str:
-        """`text` with the API key replaced by '***'."""
-        return text.replace(self._key, "***") if self._key else text
-
     async def complete(self, prompt: str, n: int, params: SamplingParams) -> Completion:
         """Request `n` choices for `prompt`, retrying transient failures."""
         body = json.dumps(request_body(self.config, prompt, n, params)).encode("utf-8")
@@ -201,16 +235,15 @@ class TeacherClient:
         cfg = self.config
         last = "no attempt made"
         for attempt in range(cfg.max_retries + 1):
-            if self._dead:
-                raise EndpointUnavailable(self._dead)
             await self._limiter.acquire(est_tokens)
             pool = await self._slots.get()
             try:
+                self._check_stopped()  # after the waits: another request may have stopped it
                 return self._succeeded(await self._attempt(pool, body))
             except _Retryable as err:
                 error = err
-            except EndpointError as err:
-                self._failed(str(err))
+            except EndpointRejected as err:
+                self._rejected = err
                 raise
             finally:
                 self._slots.put_nowait(pool)
@@ -235,20 +268,30 @@ class TeacherClient:
                                       extensions=self._extensions)
         except httpcore.TimeoutException:
             raise _Retryable(f"timed out after {self.config.timeout:g}s") from None
+        except (httpcore.LocalProtocolError, httpcore.UnsupportedProtocol) as err:
+            raise EndpointRejected(self.redact(
+                f"the request to {url} could not be sent ({type(err).__name__}: {err})")) from None
         except (httpcore.NetworkError, httpcore.ProtocolError) as err:
-            raise _Retryable(f"connection error ({type(err).__name__}: {err})") from None
+            raise _Retryable(self.redact(f"connection error ({type(err).__name__}: {err})")
+                             ) from None
         if resp.status != 200:
-            snippet = self.redact(resp.content[:200].decode("utf-8", "replace"))
-            message = f"HTTP {resp.status} from {url}: {snippet}"
+            message = self.redact(f"HTTP {resp.status} from {url}: "
+                                  f"{_error_message(resp.content)}")
             if resp.status in RETRYABLE_STATUS or resp.status >= 500:
                 retry_after = next((v.decode("latin-1") for k, v in resp.headers
                                     if k.lower() == b"retry-after"), None)
                 raise _Retryable(message, _retry_after(retry_after))
-            raise EndpointError(message)
+            raise EndpointRejected(message)
         try:
             return parse_completion(json.loads(resp.content), self.config.chat)
         except (ValueError, AttributeError, TypeError) as err:
             raise _Retryable(f"malformed response from {url} ({err})") from None
+
+    def _check_stopped(self) -> None:
+        if self._rejected is not None:
+            raise self._rejected
+        if self._dead:
+            raise EndpointUnavailable(self._dead)
 
     def _succeeded(self, completion: Completion) -> Completion:
         self._consecutive = 0

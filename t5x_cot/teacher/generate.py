@@ -22,8 +22,14 @@ from typing import Any
 
 from t5x_cot.data.example import Example
 from t5x_cot.data.records import write_records
-from t5x_cot.teacher.client import (Completion, EndpointError, EndpointUnavailable,
-                                    SamplingParams, TeacherClient)
+from t5x_cot.teacher.client import (
+    Completion,
+    EndpointError,
+    EndpointRejected,
+    EndpointUnavailable,
+    SamplingParams,
+    TeacherClient,
+)
 from t5x_cot.teacher.filter import Summary, judge, select
 from t5x_cot.teacher.store import CompletionStore, completion_key
 
@@ -120,28 +126,30 @@ async def _fetch_job(job: Job, client: TeacherClient, store: CompletionStore,
 
 async def fetch(jobs: Sequence[Job], client: TeacherClient, store: CompletionStore,
                 params: SamplingParams, n_supported: bool,
-                on_request: Callable[[Example, list[dict]], None]) -> int:
-    """Request every missing sample; return how many questions ended with an endpoint error.
+                on_request: Callable[[Example, list[dict]], None]) -> list[EndpointError]:
+    """Request every missing sample; return the error of each question that ended with one
+    (retries exhausted).
 
-    Raises `EndpointUnavailable` (after cancelling the rest) when the endpoint is down;
-    everything received before that is already in the store.
+    Raises `EndpointUnavailable` (the endpoint is down) or `EndpointRejected` (it refused a
+    request for good) after cancelling the rest; everything received before that is
+    already in the store.
     """
     state = {"n_supported": n_supported}
     tasks = [asyncio.ensure_future(_fetch_job(j, client, store, params, state, on_request))
              for j in jobs if j.missing(store)]
-    failed = 0
+    failures: list[EndpointError] = []
     try:
         for result in await asyncio.gather(*tasks, return_exceptions=True):
-            if isinstance(result, EndpointUnavailable):
+            if isinstance(result, (EndpointUnavailable, EndpointRejected)):
                 raise result
             if isinstance(result, EndpointError):
-                failed += 1
+                failures.append(result)
             elif isinstance(result, BaseException):
                 raise result
     finally:
         for task in tasks:
             task.cancel()
-    return failed
+    return failures
 
 
 def finish(jobs: Sequence[Job], lookup: Mapping[str, dict] | CompletionStore, answer_type: str,

@@ -10,18 +10,19 @@ import sys
 from t5x_cot.data import load_examples
 from t5x_cot.data.example import Example
 from t5x_cot.teacher import batch_api, generate, offline, prompts
-from t5x_cot.teacher.client import (ClientConfig, EndpointUnavailable, SamplingParams,
-                                    TeacherClient)
+from t5x_cot.teacher.client import ClientConfig, EndpointUnavailable, SamplingParams, TeacherClient
+from t5x_cot.teacher.redaction import RedactingFilter, Redactor, check_api_key, check_base_url, split_credentials
 from t5x_cot.teacher.store import CompletionStore, load_entries
 
 EXIT_ENDPOINT_DOWN = 3
 
 
-def redact_env(err: object, env_name: str) -> str:
-    """str(err) with the value of the API key variable masked."""
-    text = str(err)
-    key = os.environ.get(env_name)
-    return text.replace(key, "***") if key else text
+def redactor(args: argparse.Namespace) -> Redactor:
+    """What masks the run's secrets: the key variable's value (as set, and stripped) and the
+    user information of --base-url."""
+    raw = os.environ.get(args.api_key_env) if getattr(args, "api_key_env", None) else None
+    base_url = getattr(args, "base_url", None) or ""
+    return Redactor([raw, raw.strip() if raw else None, *split_credentials(base_url)[1]])
 
 
 def _examples(args: argparse.Namespace) -> list[Example]:
@@ -80,7 +81,8 @@ def run_endpoint(args: argparse.Namespace, examples: list[Example]) -> int:
         raise ValueError("--model is required with --teacher openai")
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
-    api_key = os.environ.get(args.api_key_env) or None
+    check_base_url(args.base_url)
+    api_key = check_api_key(os.environ.get(args.api_key_env), f"${args.api_key_env}")
     config = ClientConfig(base_url=args.base_url, model=args.model, api_key=api_key,
                           chat=args.chat, concurrency=args.concurrency, rpm=args.rpm,
                           tpm=args.tpm, timeout=args.timeout, max_retries=args.max_retries,
@@ -122,7 +124,7 @@ def run_endpoint(args: argparse.Namespace, examples: list[Example]) -> int:
                   f"{args.batch_ingest}")
         elif pending:
             status = asyncio.run(_fetch_all(args, config, jobs, store, params, pending))
-        teacher = {"endpoint": redact_env(config.base_url, args.api_key_env),
+        teacher = {"endpoint": split_credentials(config.base_url)[0],
                    "model": args.model, "params": key_params}
         summary = generate.finish(jobs, store, _answer_type(args.task), teacher,
                                   pid, args.out,
@@ -136,23 +138,30 @@ async def _fetch_all(args: argparse.Namespace, config: ClientConfig, jobs: list[
     progress = generate.Progress(pending, _answer_type(args.task), not args.no_progress)
     async with TeacherClient(config) as client:
         try:
-            failed = await generate.fetch(jobs, client, store, params, not args.no_n,
-                                          progress.update)
+            failures = await generate.fetch(jobs, client, store, params, not args.no_n,
+                                            progress.update)
         except EndpointUnavailable as err:
             progress.close()
-            print(f"t5x-cot generate: {client.redact(str(err))}", file=sys.stderr)
+            print(f"t5x-cot generate: {client.redact(err)}", file=sys.stderr)
             return EXIT_ENDPOINT_DOWN
         finally:
             progress.close()
-    if failed:
-        print(f"t5x-cot generate: {failed} questions hit endpoint errors after retries; "
+    if failures:
+        print(f"t5x-cot generate: {len(failures)} questions hit endpoint errors after retries "
+              f"(first: {client.redact(failures[0])}); every completion received is saved, "
               f"rerun the same command to retry them", file=sys.stderr)
+        return EXIT_ENDPOINT_DOWN
     return 0
 
 
 def main(args: argparse.Namespace) -> int:
     """Entry point used by `t5x_cot.teacher.cli.run`."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    redacting = RedactingFilter(redactor(args))
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+            handler.removeFilter(old)
+        handler.addFilter(redacting)
     examples = _examples(args)
     if args.teacher == "openai":
         return run_endpoint(args, examples)

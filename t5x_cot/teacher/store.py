@@ -85,7 +85,7 @@ class CompletionStore:
             self.sync()
             self._fh.close()
 
-    def __enter__(self) -> "CompletionStore":
+    def __enter__(self) -> CompletionStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
