@@ -1,10 +1,16 @@
-"""Shared fixtures: the real data dir (T5X_COT_DATA_DIR) and the T5 SentencePiece model."""
+"""Shared fixtures: the real data dir (T5X_COT_DATA_DIR), the T5 SentencePiece model, and
+fixtures that undo what a test does to process-wide state (gin's config, the import system).
+
+The tiny model config and the subprocess environment are in `support.py`."""
 from __future__ import annotations
 
 import os
 import pathlib
+import sys
 import tempfile
+from collections.abc import Iterator
 
+import gin
 import pytest
 
 # One persistent XLA compilation cache for the whole run, inherited by the subprocesses the
@@ -32,3 +38,31 @@ def data_dir() -> pathlib.Path:
 def vocab_path(data_dir: pathlib.Path) -> pathlib.Path:
     """The real T5 SentencePiece model."""
     return data_dir / "vocab" / "t5_spiece.model"
+
+
+@pytest.fixture
+def clean_gin() -> Iterator[None]:
+    """An empty gin config for the test, emptied again after it (also when it fails)."""
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+@pytest.fixture
+def restore_import_state() -> Iterator[None]:
+    """After the test: `sys.meta_path` and the names on `__main__` as they were before it, and
+    the `t5x` modules it imported (through an alias finder) forgotten."""
+    finders = list(sys.meta_path)
+    main = sys.modules["__main__"]
+    names = dict(vars(main))
+    modules = set(sys.modules)
+    yield
+    sys.meta_path[:] = finders
+    for name in set(vars(main)) - set(names):
+        delattr(main, name)
+    for name, value in names.items():
+        if vars(main).get(name) is not value:
+            setattr(main, name, value)
+    for name in set(sys.modules) - modules:
+        if name == "t5x" or name.startswith("t5x."):
+            del sys.modules[name]

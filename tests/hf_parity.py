@@ -14,6 +14,8 @@ import transformers
 
 from t5x_cot.model.network import Transformer
 
+#: A tiny HF T5 (2+2 layers); each test adds its vocabulary and feed-forward fields.
+HF_TINY = dict(d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4)
 GREEDY_STEPS = 32
 PAD, EOS = 0, 1
 ENCODER_LENGTHS, DECODER_LENGTHS = (12, 7, 3), (9, 5, 2)

@@ -17,15 +17,15 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 def main(process_id: int, port: int, model_dir: str) -> None:
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
     import jax.numpy as jnp
+    import support
     import synthetic_task
-    import train_helpers
 
     from t5x_cot import data_pipeline, train
     from t5x_cot.partitioning import Partitioner
 
     data = data_pipeline.DatasetConfig(mixture_or_task_name=synthetic_task.NAME, module=None,
                                        task_feature_lengths={"inputs": 16, "targets": 16}, batch_size=8)
-    result = train.train(model=train_helpers.tiny_model(), model_dir=model_dir, train_dataset_cfg=data,
+    result = train.train(model=support.tiny_model(), model_dir=model_dir, train_dataset_cfg=data,
                          total_steps=4, partitioner=Partitioner(num_partitions=2),
                          checkpoint_cfg=train.CheckpointConfig(period=2), log_every=1)
     total = jax.jit(lambda p: sum(jnp.sum(x) for x in jax.tree.leaves(p)))(result.state.params)

@@ -11,6 +11,7 @@ import sys
 
 import jax
 import numpy as np
+import support
 import train_helpers
 
 from t5x_cot import optimizers
@@ -31,7 +32,7 @@ def run_step(model: object, params: object, batch: dict, partitioner: Partitione
 
 def main() -> None:
     assert jax.device_count() == 8, jax.devices()
-    model = train_helpers.tiny_model(emb_dim=32, num_heads=4, mlp_dim=64)
+    model = support.tiny_model(emb_dim=32, num_heads=4, mlp_dim=64)
     batch = train_helpers.random_batch(8, 16, 12)
     params = jax.device_get(model.init_params(jax.random.PRNGKey(0), train_helpers.shapes_of(batch)))
     one = Partitioner(devices=jax.devices()[:1])

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from support import REPO, subprocess_env
 
 
 @pytest.mark.slow
@@ -19,10 +17,10 @@ def test_accelerator_script_cpu_mode_writes_a_full_report(tmp_path: pathlib.Path
         (blocked / name).mkdir(parents=True)
         (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is not on the device image')\n")
     out = tmp_path / "report"
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(blocked), "JAX_PLATFORMS": "cpu",
-           "CUDA_VISIBLE_DEVICES": "", "ACCELERATOR_TIMEOUT": "580"}
+    env = subprocess_env(PYTHON=sys.executable, PYTHONPATH=str(blocked), CUDA_VISIBLE_DEVICES="",
+                         ACCELERATOR_TIMEOUT="580")
     env.pop("T5X_COT_PEAK_FLOPS", None)
-    run = subprocess.run([str(ROOT / "bench" / "accelerator.sh"), str(out)], env=env, capture_output=True,
+    run = subprocess.run([str(REPO / "bench" / "accelerator.sh"), str(out)], env=env, capture_output=True,
                          text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((out / "accelerator.json").read_text())

@@ -10,6 +10,7 @@ import pytest
 
 from t5x_cot.decoding import beam, sampling
 from t5x_cot.decoding.state import EOS_ID
+from t5x_cot.errors import UserError
 from t5x_cot.model.layers import first_argmax
 
 VOCAB = 7
@@ -104,8 +105,9 @@ def test_topk_and_topp_filters():
     rngs = jax.random.split(jax.random.PRNGKey(0), 50)
     draws = jax.jit(jax.vmap(lambda r: sampling.choose_tokens(logits, r, sampling.SamplingConfig(1.0, topk=1))))(rngs)
     assert set(np.asarray(draws).ravel().tolist()) == {1}
-    with pytest.raises(ValueError, match="temperature"):
-        sampling.SamplingConfig(temperature=-1.0)
+    for bad in ({"temperature": -1.0}, {"topk": -1}, {"topp": 1.5}):
+        with pytest.raises(UserError, match=next(iter(bad))):  # one line, exit 2 at the entry points
+            sampling.SamplingConfig(**bad)
 
 
 def test_brevity_penalty_is_t5x_formula():

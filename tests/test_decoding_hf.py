@@ -22,11 +22,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from hf_parity import HF_TINY  # noqa: E402
+
 from t5x_cot.decoding.predict import DecodeConfig, Predictor  # noqa: E402
 from t5x_cot.interop.hf_import import load_hf  # noqa: E402
 
-FIELDS = dict(vocab_size=256, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
-              feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+FIELDS = dict(HF_TINY, vocab_size=256, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
 BATCH, INPUT_LEN, MAX_LEN, EOS = 16, 12, 32, 1
 
 

@@ -1,21 +1,21 @@
 """Decoding sharded over a (data, model) mesh of 4 forced CPU devices gives the unsharded tokens."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from support import subprocess_env
 
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np
+    import support
     from t5x_cot.decoding.predict import DecodeConfig, Predictor
-    from t5x_cot.model import models, network
+    from t5x_cot.model import models
     from t5x_cot.partitioning import Partitioner
-    config = network.T5Config(vocab_size=256, emb_dim=32, num_heads=4, num_encoder_layers=2,
-                              num_decoder_layers=2, head_dim=8, mlp_dim=64, mlp_activations=("gelu", "linear"),
-                              dropout_rate=0.0, dtype="float32")
+    config = support.tiny_config(vocab_size=256, emb_dim=32, num_heads=4, num_encoder_layers=2,
+                                 num_decoder_layers=2, mlp_dim=64)
     shapes = {k: (1, 4) for k in ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")}
     params = models.EncoderDecoderModel(config).init_params(jax.random.PRNGKey(0), shapes)
     prompts = np.random.default_rng(0).integers(2, 256, (8, 10)).astype(np.int32)
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_sharded_decoding_matches_unsharded():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = subprocess_env(devices=4)
     result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "OK 4"

@@ -7,13 +7,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support import tiny_config
 
 from t5x_cot.model import flops
 from t5x_cot.model.models import EncoderDecoderModel
 from t5x_cot.model.network import T5Config
 
-TINY = T5Config(vocab_size=512, emb_dim=64, num_heads=4, head_dim=16, mlp_dim=128, num_encoder_layers=2,
-                num_decoder_layers=2, mlp_activations=("gelu", "linear"), dtype="float32", dropout_rate=0.0)
+TINY = tiny_config(vocab_size=512, emb_dim=64, num_heads=4, head_dim=16, mlp_dim=128, num_encoder_layers=2,
+                   num_decoder_layers=2)
 SMALL_1_1 = T5Config(emb_dim=512, num_heads=6, head_dim=64, mlp_dim=1024, num_encoder_layers=8,
                      num_decoder_layers=8, mlp_activations=("gelu", "linear"))
 INPUT_LEN, TARGET_LEN, BATCH = 64, 32, 2
@@ -53,8 +54,7 @@ def test_train_count_is_three_forwards_and_matches_xla(tiny_setup):
 
 
 def test_breakdown_by_hand_for_one_layer_each():
-    config = T5Config(vocab_size=10, emb_dim=4, num_heads=1, head_dim=2, mlp_dim=3, num_encoder_layers=1,
-                      num_decoder_layers=1, mlp_activations=("relu",))
+    config = tiny_config(vocab_size=10, emb_dim=4, num_heads=1, head_dim=2, mlp_dim=3, mlp_activations=("relu",))
     s, t, e, j, f = 5, 3, 4, 2, 3
     parts = flops.forward_flops_breakdown(config, s, t)
     assert parts["encoder_attention"] == 2 * (4 * s * e * j + 2 * s * s * j)

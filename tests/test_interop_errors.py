@@ -5,21 +5,21 @@ import json
 
 import numpy as np
 import pytest
+from support import tiny_config
 
 from t5x_cot.interop.errors import ConversionError
 from t5x_cot.interop.hf_export import export_hf
 from t5x_cot.interop.hf_import import HFSource
 from t5x_cot.interop.layout import param_shapes, unflatten
 from t5x_cot.interop.safetensors_io import SafetensorsReader, SafetensorsWriter, TensorSpec
-from t5x_cot.model.network import T5Config
 
 WO = "decoder.block.1.layer.2.DenseReluDense.wo.weight"
 
 
 @pytest.fixture
 def hf_dir(tmp_path):
-    config = T5Config(vocab_size=128, emb_dim=8, num_heads=2, head_dim=4, mlp_dim=16, num_encoder_layers=2,
-                      num_decoder_layers=2, mlp_activations=("gelu", "linear"), logits_via_embedding=False)
+    config = tiny_config(vocab_size=128, emb_dim=8, head_dim=4, mlp_dim=16, num_encoder_layers=2,
+                         num_decoder_layers=2)
     rng = np.random.default_rng(0)
     params = unflatten({name: rng.standard_normal(shape, dtype=np.float32)
                         for name, shape in param_shapes(config).items()})

@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from hf_parity import GREEDY_STEPS, PAD, Ours, hf_model, hf_outputs, max_errors, padded_batch  # noqa: E402
+from hf_parity import GREEDY_STEPS, HF_TINY, PAD, Ours, hf_model, hf_outputs, max_errors, padded_batch  # noqa: E402
 
 from t5x_cot.interop.hf_export import export_hf  # noqa: E402
 from t5x_cot.interop.hf_import import load_hf  # noqa: E402
@@ -25,11 +25,10 @@ from t5x_cot.interop.layout import flatten, param_shapes, unflatten  # noqa: E40
 
 TOLERANCE = 1e-4
 HF_CONFIGS = {
-    "t5_1_0": dict(vocab_size=256, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                   feed_forward_proj="relu", tie_word_embeddings=True),
-    "t5_1_1": dict(vocab_size=256, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=3,
-                   num_heads=4, feed_forward_proj="gated-gelu", tie_word_embeddings=False),
-    "kv_heads_ne_d_model": dict(vocab_size=250, d_model=24, d_kv=10, d_ff=40, num_layers=2, num_heads=3,
+    "t5_1_0": dict(HF_TINY, vocab_size=256, d_ff=64, feed_forward_proj="relu", tie_word_embeddings=True),
+    "t5_1_1": dict(HF_TINY, vocab_size=256, num_decoder_layers=3, feed_forward_proj="gated-gelu",
+                   tie_word_embeddings=False),
+    "kv_heads_ne_d_model": dict(HF_TINY, vocab_size=250, d_model=24, d_kv=10, d_ff=40, num_heads=3,
                                 feed_forward_proj="gated-gelu", tie_word_embeddings=False,
                                 relative_attention_num_buckets=16, relative_attention_max_distance=20),
 }

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from hf_parity import Ours, hf_model, hf_outputs, max_errors, padded_batch  # noqa: E402
+from hf_parity import HF_TINY, Ours, hf_model, hf_outputs, max_errors, padded_batch  # noqa: E402
 
 from t5x_cot.interop.errors import ConversionError  # noqa: E402
 from t5x_cot.interop.hf_export import export_hf  # noqa: E402
@@ -23,26 +23,25 @@ from t5x_cot.interop.hf_import import load_hf  # noqa: E402
 from t5x_cot.interop.hf_mapping import activations_to_hf, config_from_hf  # noqa: E402
 
 TOLERANCE = 1e-4
-SMALL = dict(d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4)
 GATED_GELU, SCALED = ("gelu", "linear"), True
 # name: (model_type, HF config fields, our mlp_activations, whether our head is the scaled embedding)
 FAMILIES = {
-    "t5_1_0": ("t5", dict(SMALL, vocab_size=256, feed_forward_proj="relu"), ("relu",), SCALED),
-    "t5_1_1": ("t5", dict(SMALL, vocab_size=256, num_decoder_layers=3, feed_forward_proj="gated-gelu",
+    "t5_1_0": ("t5", dict(HF_TINY, vocab_size=256, feed_forward_proj="relu"), ("relu",), SCALED),
+    "t5_1_1": ("t5", dict(HF_TINY, vocab_size=256, num_decoder_layers=3, feed_forward_proj="gated-gelu",
                           tie_word_embeddings=False), GATED_GELU, not SCALED),
-    "flan_t5": ("t5", dict(SMALL, vocab_size=250, d_kv=10, num_heads=3, feed_forward_proj="gated-gelu",
+    "flan_t5": ("t5", dict(HF_TINY, vocab_size=250, d_kv=10, num_heads=3, feed_forward_proj="gated-gelu",
                            tie_word_embeddings=False, relative_attention_max_distance=20), GATED_GELU, not SCALED),
     # transformers 5 saves mT5 with tie_word_embeddings true and no lm_head.weight; the class never scales
-    "mt5": ("mt5", dict(SMALL, vocab_size=256), GATED_GELU, not SCALED),
+    "mt5": ("mt5", dict(HF_TINY, vocab_size=256), GATED_GELU, not SCALED),
     # the public mT5 checkpoints: tie_word_embeddings false and an lm_head.weight of their own
-    "mt5_own_head": ("mt5", dict(SMALL, vocab_size=256, tie_word_embeddings=False), GATED_GELU, not SCALED),
-    "ul2": ("t5", dict(SMALL, vocab_size=256, feed_forward_proj="gated-silu", tie_word_embeddings=False),
+    "mt5_own_head": ("mt5", dict(HF_TINY, vocab_size=256, tie_word_embeddings=False), GATED_GELU, not SCALED),
+    "ul2": ("t5", dict(HF_TINY, vocab_size=256, feed_forward_proj="gated-silu", tie_word_embeddings=False),
             ("silu", "linear"), not SCALED),
-    "byt5": ("t5", dict(SMALL, vocab_size=384, num_layers=3, num_decoder_layers=1, feed_forward_proj="gated-gelu",
+    "byt5": ("t5", dict(HF_TINY, vocab_size=384, num_layers=3, num_decoder_layers=1, feed_forward_proj="gated-gelu",
                         tie_word_embeddings=False), GATED_GELU, not SCALED),
-    "ffn_gelu": ("t5", dict(SMALL, vocab_size=256, feed_forward_proj="gelu", tie_word_embeddings=False),
+    "ffn_gelu": ("t5", dict(HF_TINY, vocab_size=256, feed_forward_proj="gelu", tie_word_embeddings=False),
                  ("gelu_exact",), not SCALED),
-    "ffn_gated_relu": ("t5", dict(SMALL, vocab_size=256, feed_forward_proj="gated-relu", tie_word_embeddings=False),
+    "ffn_gated_relu": ("t5", dict(HF_TINY, vocab_size=256, feed_forward_proj="gated-relu", tie_word_embeddings=False),
                        ("relu", "linear"), not SCALED),
 }
 
@@ -92,7 +91,7 @@ def test_export_loads_in_transformers_with_the_same_logits(family, tmp_path):
 
 
 def test_the_family_comes_from_model_type_else_architectures():
-    fields = dict(SMALL, vocab_size=256, feed_forward_proj="gated-gelu", tie_word_embeddings=True)
+    fields = dict(HF_TINY, vocab_size=256, feed_forward_proj="gated-gelu", tie_word_embeddings=True)
     assert config_from_hf({**fields, "model_type": "t5"}, "config.json").logits_via_embedding
     assert not config_from_hf({**fields, "model_type": "mt5"}, "config.json").logits_via_embedding
     assert not config_from_hf({**fields, "architectures": ["MT5ForConditionalGeneration"]},

@@ -3,7 +3,6 @@
 float32 tensorstore checkpoint in T5X's `optimizer/` layout, and ours -> T5X -> ours."""
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import optax
 import pytest
 import tensorstore as ts
 from flax import serialization
+from support import subprocess_env, tiny_config
 
 from t5x_cot import checkpoints, optimizers, train_checkpoints
 from t5x_cot.interop import convert
@@ -21,10 +21,10 @@ from t5x_cot.interop.errors import ConversionError
 from t5x_cot.interop.layout import flatten, unflatten
 from t5x_cot.interop.t5x_ckpt import T5XCheckpoint
 from t5x_cot.interop.t5x_optimizer_state import restore_adafactor_state
+from t5x_cot.model.models import EncoderDecoderModel
 from t5x_cot.train_state import TrainState
 
 pytestmark = pytest.mark.needs_data
-REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = "t5x_checkpoints/test_t5_tiny.checkpoint_0"
 STATE = "optimizer/state/param_states/"
 
@@ -177,17 +177,11 @@ def test_float32_tensorstore_checkpoint_in_t5xs_optimizer_layout(fixture_path: p
 
 
 def _convert(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "t5x_cot.cli", "convert", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "t5x_cot.cli", "convert", *args], env=subprocess_env(),
                           capture_output=True, text=True, timeout=300)
 
 
 def test_ours_to_t5x_to_ours_is_bit_exact_with_optimizer_state(tmp_path: pathlib.Path) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
-    from train_helpers import tiny_config
-
-    from t5x_cot.model.models import EncoderDecoderModel
-
     config = tiny_config(vocab_size=160, emb_dim=8, mlp_dim=130)  # wi/wo (8, 130): factored at min_dim 4
     model = EncoderDecoderModel(config)
     params = model.init_params(jax.random.PRNGKey(1), {"encoder_input_tokens": (2, 8), "decoder_target_tokens": (2, 8)})

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from hf_parity import Ours, hf_model, padded_batch  # noqa: E402
+from hf_parity import HF_TINY, Ours, hf_model, padded_batch  # noqa: E402
 
 from t5x_cot.decoding.predict import DecodeConfig, Predictor  # noqa: E402
 from t5x_cot.interop.convert import convert  # noqa: E402
@@ -23,8 +23,7 @@ from t5x_cot.interop.safetensors_io import SafetensorsReader  # noqa: E402
 from t5x_cot.model.losses import compute_weighted_cross_entropy  # noqa: E402
 
 VOCAB = 129
-FIELDS = dict(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
-              feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+FIELDS = dict(HF_TINY, vocab_size=VOCAB, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
 LOSS_TOLERANCE = 1e-5
 
 

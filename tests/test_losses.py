@@ -5,10 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support import tiny_config
 
 from t5x_cot.model import losses
 from t5x_cot.model.models import EncoderDecoderModel
-from t5x_cot.model.network import T5Config
 
 VOCAB = 11
 
@@ -97,8 +97,8 @@ def test_average_per_sequence_normalizes_each_packed_segment():
 
 
 def test_model_loss_fn_and_metrics():
-    config = T5Config(vocab_size=32, emb_dim=8, num_heads=2, head_dim=4, mlp_dim=16, num_encoder_layers=1,
-                      num_decoder_layers=1, mlp_activations=("relu",), logits_via_embedding=True, dtype="float32")
+    config = tiny_config(vocab_size=32, emb_dim=8, head_dim=4, mlp_dim=16, mlp_activations=("relu",),
+                         logits_via_embedding=True)
     targets = np.array([[3, 4, 5, 1], [6, 7, 0, 0]])
     batch = {"encoder_input_tokens": np.array([[9, 10, 11], [12, 0, 0]]), "decoder_target_tokens": targets,
              "decoder_input_tokens": np.array([[0, 3, 4, 5], [0, 6, 0, 0]]),

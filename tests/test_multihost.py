@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import socket
 import subprocess
@@ -11,10 +10,9 @@ import sys
 import jax
 import numpy as np
 import pytest
+from support import TESTS, subprocess_env
 
 from t5x_cot import checkpoints
-
-TESTS = pathlib.Path(__file__).resolve().parent
 
 
 def _free_port() -> int:
@@ -25,8 +23,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_processes_train_and_write_one_consistent_checkpoint(tmp_path: pathlib.Path) -> None:
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
-           "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = subprocess_env(devices=4)
     port = _free_port()
     model_dir = tmp_path / "run"
     procs = [subprocess.Popen([sys.executable, str(TESTS / "multihost_worker.py"), str(i), str(port), str(model_dir)],

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
+from support import T5X_FIXTURE, tiny_config
 
 from t5x_cot.checkpoints import config_from_dict, read_config_dict, write_config
 from t5x_cot.decoding import sampling
@@ -21,8 +22,7 @@ from t5x_cot.model import losses, network
 from t5x_cot.model.models import EncoderDecoderModel
 from t5x_cot.model.network import T5Config, Transformer
 
-TINY = T5Config(vocab_size=64, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32, num_encoder_layers=2,
-                num_decoder_layers=2, mlp_activations=("gelu", "linear"), dtype="float32", dropout_rate=0.1)
+TINY = tiny_config(num_encoder_layers=2, num_decoder_layers=2, dropout_rate=0.1)
 INPUT_LEN, TARGET_LEN = 9, 7
 
 
@@ -71,8 +71,7 @@ def test_tree_matches_t5x_checkpoint_and_runs_it(data_dir: pathlib.Path):
     restored = flax.serialization.msgpack_restore(
         (data_dir / "t5x_checkpoints" / "test_t5_tiny.checkpoint_0").read_bytes())
     fixture = restored["optimizer"]["target"]
-    config = T5Config(emb_dim=8, num_heads=4, head_dim=3, mlp_dim=16, num_encoder_layers=2, num_decoder_layers=2,
-                      mlp_activations=("gelu", "linear"), dtype="float32")
+    config = T5X_FIXTURE
     model = EncoderDecoderModel(config)
     ours = model.param_shapes({"encoder_input_tokens": (1, 4), "decoder_target_tokens": (1, 3)})
     assert _shapes(ours) == _shapes(fixture)

@@ -3,10 +3,12 @@ malformed payloads, the official `openai` client and `t5x-cot generate` against 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import importlib.util
 import json
 import pathlib
+import socket
 import subprocess
 import sys
 import time
@@ -34,7 +36,7 @@ def _load_bench():
 
 @contextlib.contextmanager
 def _serving(checkpoint: pathlib.Path, vocab_path: pathlib.Path, *flags: str):
-    """`t5x-cot serve` on a free port of 127.0.0.1; yields its base URL (…/v1)."""
+    """`t5x-cot serve` on a free port of 127.0.0.1; yields its base URL (…/v1) and process."""
     process = subprocess.Popen(
         [sys.executable, "-m", "t5x_cot.cli", "serve", "--checkpoint", str(checkpoint), "--port", "0",
          "--model-name", MODEL, "--vocab", str(vocab_path), *flags],
@@ -42,7 +44,7 @@ def _serving(checkpoint: pathlib.Path, vocab_path: pathlib.Path, *flags: str):
     try:
         line = process.stdout.readline()
         assert line.startswith(f"serving {MODEL} at http://127.0.0.1:"), process.stderr.read()
-        yield line.split(" at ")[1].strip()
+        yield line.split(" at ")[1].strip(), process
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -61,7 +63,7 @@ def server(checkpoint, vocab_path):
     with _serving(checkpoint, vocab_path, "--max-batch", str(MAX_BATCH), "--max-wait-ms", "50",
                   "--max-tokens-limit", str(MAX_TOKENS_LIMIT), "--max-input-tokens",
                   str(MAX_INPUT_TOKENS), "--max-body-bytes", str(MAX_BODY),
-                  "--prompt-format", "question") as url:
+                  "--prompt-format", "question") as (url, _):
         yield url
 
 
@@ -199,6 +201,11 @@ def test_calculator_option_decodes(server):
     ("completions", {"model": MODEL, "prompt": "word " * 400}, 400, "prompt"),
     ("completions", {"model": MODEL, "prompt": "x" * (MAX_BODY + 1)}, 413, None),
     ("nowhere", {"model": MODEL}, 404, None),
+    ("completions", b'{"model": "student", "prompt": "x\\ud800y"}', 400, "prompt"),
+    ("completions", b'{"model": "student\\udfff", "prompt": "x"}', 400, "model"),
+    ("chat/completions", b'{"model": "student", "messages": [{"role": "user", "content": "\\ud83d"}]}',
+     400, "messages[0].content"),
+    ("completions", b'{"model": "student", "prompt": "x", "user": {"\\ud800": 1}}', 400, "user.\\ud800"),
 ])
 def test_bad_requests_get_openai_errors(server, route, body, status, param):
     response = _post(server, route, body)
@@ -271,7 +278,7 @@ def test_full_queue_gets_429_and_the_queued_request_still_completes(checkpoint, 
     # one request may wait (up to 3 s, for company); the next finds the queue full.
     # The server also puts the DSbS label prefix before every input.
     with _serving(checkpoint, vocab_path, "--max-queue", "1", "--max-wait-ms", "3000",
-                  "--max-tokens-limit", "4", "--input-prefix", "[label] ") as url:
+                  "--max-tokens-limit", "4", "--input-prefix", "[label] ") as (url, _):
         async def two():
             async with httpx.AsyncClient(timeout=120) as client:
                 body = {"model": MODEL, "prompt": "x", "max_tokens": 2}
@@ -291,3 +298,38 @@ def test_bad_checkpoint_is_a_clear_startup_error(tmp_path, vocab_path):
                              "--vocab", str(vocab_path), "--port", "0"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and str(tmp_path) in result.stderr and "no checkpoint" in result.stderr
+
+
+def _open_fds(process: subprocess.Popen) -> int:
+    return len(list(pathlib.Path(f"/proc/{process.pid}/fd").iterdir()))
+
+
+def test_slow_bodies_time_out_and_connections_are_capped(checkpoint, vocab_path):
+    with _serving(checkpoint, vocab_path, "--body-timeout-s", "1", "--max-connections", "20") \
+            as (url, process):
+        host, port = url.removeprefix("http://").removesuffix("/v1").split(":")
+        # headers, then a body that never finishes arriving: 408 about a second later
+        slow = socket.create_connection((host, int(port)), timeout=30)
+        slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: 100\r\n\r\n{")
+        started = time.monotonic()
+        reply = b"".join(iter(lambda: slow.recv(4096), b""))  # until the server closes it
+        assert reply.startswith(b"HTTP/1.1 408") and b"request_timeout" in reply, reply
+        assert time.monotonic() - started < 10
+        slow.close()
+        # 100 clients that send headers and no body: past the cap they get 503 at once, the
+        # admitted ones 408 after the body timeout; none is left holding a connection
+        baseline = _open_fds(process)
+        clients = [socket.create_connection((host, int(port)), timeout=30) for _ in range(100)]
+        for client in clients:
+            client.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n")
+        started = time.monotonic()
+        statuses = collections.Counter(c.recv(4096)[9:12].decode() for c in clients)
+        assert set(statuses) <= {"503", "408"} and statuses["503"] >= 50, statuses
+        assert time.monotonic() - started < 15
+        during = _open_fds(process)
+        for client in clients:
+            client.close()
+        time.sleep(1.0)
+        assert _open_fds(process) <= baseline + 5, (baseline, during, _open_fds(process))
+        assert _post(url, "completions", {"model": MODEL, "prompt": "x", "max_tokens": 2}).status_code == 200

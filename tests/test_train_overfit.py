@@ -6,6 +6,7 @@ import pathlib
 import jax
 import numpy as np
 import pytest
+import support
 import train_helpers
 
 from t5x_cot import data_pipeline, optimizers
@@ -34,7 +35,7 @@ def test_tiny_model_overfits_gsm8k_gold_cot_batch(data_dir: pathlib.Path, monkey
                                          pack=False, seed=0, module="t5x_cot.tasks")
     batch, vocab = compact_vocabulary(next(data_pipeline.BatchIterator(config)))
     assert batch["decoder_loss_weights"].sum() > 100
-    model = train_helpers.tiny_model(vocab_size=-(-vocab // 128) * 128, emb_dim=64, num_heads=4, head_dim=16,
+    model = support.tiny_model(vocab_size=-(-vocab // 128) * 128, emb_dim=64, num_heads=4, head_dim=16,
                                      mlp_dim=128, num_encoder_layers=2, num_decoder_layers=2)
     partitioner = Partitioner(devices=jax.devices()[:1])
     trainer = Trainer(model, optimizers.adafactor(optimizers.constant_schedule(1e-2)), partitioner,

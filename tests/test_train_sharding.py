@@ -3,20 +3,17 @@ single-device step (float32): loss and updated params within 1e-5; so do 2 micro
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
 import pytest
-
-TESTS = pathlib.Path(__file__).resolve().parent
+from support import TESTS, subprocess_env
 
 
 @pytest.mark.slow
 def test_sharded_train_step_equals_single_device(tmp_path: pathlib.Path) -> None:
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = subprocess_env(devices=8)
     result = subprocess.run([sys.executable, str(TESTS / "sharded_step_check.py")], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]

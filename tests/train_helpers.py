@@ -1,26 +1,10 @@
-"""Tiny models and batches shared by the training tests (and their subprocess scripts)."""
+"""Batches and T5X checkpoints shared by the training tests (and their subprocess scripts)."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-
-
-def tiny_config(**overrides: Any) -> Any:
-    """A 1+1-layer T5 1.1-style config: float32 activations, no dropout (exact comparisons)."""
-    from t5x_cot.model.network import T5Config
-
-    fields = dict(vocab_size=64, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32, num_encoder_layers=1,
-                  num_decoder_layers=1, mlp_activations=("gelu", "linear"), dropout_rate=0.0, dtype="float32",
-                  logits_via_embedding=False)
-    fields.update(overrides)
-    return T5Config(**fields)
-
-
-def tiny_model(**overrides: Any) -> Any:
-    from t5x_cot.model.models import EncoderDecoderModel
-
-    return EncoderDecoderModel(tiny_config(**overrides))
+from support import tiny_model  # noqa: F401  (test_plan.py's import)
 
 
 def random_batch(batch: int, inputs_length: int, targets_length: int, vocab: int = 64, seed: int = 0,
@@ -56,7 +40,6 @@ def random_batch(batch: int, inputs_length: int, targets_length: int, vocab: int
 
 def shapes_of(batch: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
     return {name: value.shape for name, value in batch.items()}
-
 
 
 def write_t5x_checkpoint(path: Any, params: dict[str, Any], step: int, layout: str = "tensorstore") -> None:

@@ -20,15 +20,11 @@ import numpy as np
 
 from t5x_cot.decoding import beam, calculator_loop, sampling
 from t5x_cot.decoding.codec import SentencePieceCodec
+from t5x_cot.decoding.sampling import DecodeConfigError
 from t5x_cot.decoding.state import EOS_ID, DecodingState
-from t5x_cot.errors import UserError
 from t5x_cot.model import network
 
 STRATEGIES = ("greedy", "beam", "sample")
-
-
-class DecodeConfigError(UserError, ValueError):
-    """A decoding setting (DECODE_STRATEGY, NUM_SAMPLES, ...) the decoder cannot use."""
 
 
 @gin.configurable(module="decoding")

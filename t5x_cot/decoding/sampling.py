@@ -18,9 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from t5x_cot.decoding.state import EOS_ID, PAD_ID, DecodingState, TokensToLogits
+from t5x_cot.errors import UserError
 from t5x_cot.model.layers import first_argmax
 
 NEG_INF = -1.0e7
+
+
+class DecodeConfigError(UserError, ValueError):
+    """A decoding setting (DECODE_STRATEGY, NUM_SAMPLES, temperature, ...) the decoder cannot use."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +42,11 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+            raise DecodeConfigError(f"temperature must be >= 0, got {self.temperature}")
         if self.topk < 0:
-            raise ValueError(f"topk must be >= 0, got {self.topk}")
+            raise DecodeConfigError(f"topk must be >= 0, got {self.topk}")
         if not 0.0 <= self.topp < 1.0 + 1e-9:
-            raise ValueError(f"topp must be in [0, 1], got {self.topp}")
+            raise DecodeConfigError(f"topp must be in [0, 1], got {self.topp}")
 
     @property
     def greedy(self) -> bool:

@@ -22,6 +22,7 @@ device in one call, so streaming gives clients the protocol, not an earlier firs
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -50,11 +51,12 @@ class ServerLimits:
     """Batching and request limits of one server."""
 
     def __init__(self, *, max_batch: int = 32, max_wait_ms: float = 10.0, max_queue: int = 256,
-                 max_body_bytes: int = 1 << 20):
+                 max_body_bytes: int = 1 << 20, body_timeout_s: float = 30.0):
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
 
 def _error_response(error: APIError) -> JSONResponse:
@@ -76,8 +78,17 @@ def _endpoint(handler: Callable[..., Awaitable[Response]]) -> Callable[[Request]
     return wrapped
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or APIError 413 as soon as it is known to exceed `limit` bytes."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request body; APIError 413 as soon as it is known to exceed `limit` bytes, 408 when
+    it has not all arrived `timeout_s` after the headers (a client trickling its body)."""
+    try:
+        return await asyncio.wait_for(_read_chunks(request, limit), timeout_s)
+    except TimeoutError:
+        raise APIError(408, f"request body not received within {timeout_s:g} s",
+                       code="request_timeout", headers={"Connection": "close"}) from None
+
+
+async def _read_chunks(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"request body of {declared} bytes exceeds the limit of {limit}",
@@ -147,7 +158,7 @@ class OpenAIServer:
         """Validate, tokenise, decode (batched); returns (request, choices, ids per choice,
         prompt tokens)."""
         req = protocol.validate(model_class, protocol.parse_body(
-            await read_body(request, self.limits.max_body_bytes)))
+            await read_body(request, self.limits.max_body_bytes, self.limits.body_timeout_s)))
         req.check_supported()
         if req.model != self.model_name:
             raise APIError(404, f"The model '{req.model}' does not exist; this server serves "

@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest a request waits for others to share its decode")
     limits.add_argument("--max-queue", type=int, default=256, help="queued requests before 429")
     limits.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies get 413")
+    limits.add_argument("--body-timeout-s", type=float, default=30.0,
+                        help="a body not received this long after its headers gets 408")
+    limits.add_argument("--max-connections", type=int, default=512,
+                        help="open connections; past it new ones get 503 and are closed")
     limits.add_argument("--max-input-tokens", type=int, default=512, help="longer prompts get 400")
     limits.add_argument("--max-tokens-limit", type=int, default=256, help="largest max_tokens accepted")
     add("--prompt-format", default="as-is", choices=PROMPT_FORMATS,
@@ -73,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.vocab is None:
         print("t5x-cot serve: error: no vocabulary; pass --vocab or set T5X_COT_VOCAB", file=sys.stderr)
         return 2
-    for flag in ("max_batch", "max_queue", "max_body_bytes", "max_input_tokens", "max_tokens_limit"):
+    for flag in ("max_batch", "max_queue", "max_body_bytes", "max_input_tokens", "max_tokens_limit",
+                 "max_connections", "body_timeout_s"):
         if getattr(args, flag) < 1:
             print(f"t5x-cot serve: error: --{flag.replace('_', '-')} must be positive", file=sys.stderr)
             return 2
@@ -87,12 +92,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     name = args.model_name or pathlib.Path(args.checkpoint).resolve().name
     limits = ServerLimits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                          max_queue=args.max_queue, max_body_bytes=args.max_body_bytes)
+                          max_queue=args.max_queue, max_body_bytes=args.max_body_bytes,
+                          body_timeout_s=args.body_timeout_s)
     app = create_app(engine, name, limits, args.prompt_format, args.input_prefix)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {name} at http://{shown}:{port}/v1", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=False,
-                                           timeout_keep_alive=30))
+                                           timeout_keep_alive=30,
+                                           limit_concurrency=args.max_connections))
     server.run(sockets=[sock])
     return 0

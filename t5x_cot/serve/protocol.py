@@ -160,7 +160,46 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise APIError(400, f"request body is not valid JSON: {error}") from None
     if not isinstance(payload, dict):
         raise APIError(400, f"request body must be a JSON object, got {type(payload).__name__}")
+    _check_text(payload)
     return payload
+
+
+def _check_text(payload: dict[str, Any]) -> None:
+    """APIError 400 naming the first string (value or key) that is not valid Unicode text.
+
+    JSON's `\\ud800` escapes decode to lone surrogates, which no tokenizer or response
+    encoder accepts; every string in the body is checked once, iteratively (bounded by the
+    body size, whatever its nesting).
+    """
+    pending: list[tuple[str, Any]] = [("", payload)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            items: list[tuple[str, Any]] = []
+            _require_text(path, value)
+        elif isinstance(value, dict):
+            items = [(_join(path, key), item) for key, item in value.items()]
+            for key in value:
+                _require_text(_join(path, key), key)
+        elif isinstance(value, list):
+            items = [(f"{path}[{i}]", item) for i, item in enumerate(value)]
+        else:
+            items = []
+        pending.extend(reversed(items))
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _require_text(path: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        where = path.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise APIError(400, f"'{where}': not valid Unicode text (lone surrogate "
+                            f"{text[error.start]!a} at character {error.start})",
+                       param=where) from None
 
 
 def _reject_constant(name: str) -> Any:
